@@ -1,0 +1,136 @@
+//! Every command and flag of `lake`, defined once: `--help`, the parser and
+//! `docs/cli.md` (`lake generate-docs`) all come from here.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// lake: a lakehouse query-and-transform SQL engine.
+///
+/// Compiles a folder of dbt-style Jinja SQL models into a DAG, runs it with
+/// Apache DataFusion on Delta Lake tables, and serves the results over
+/// Arrow Flight.
+#[derive(Debug, Parser)]
+#[command(name = "lake", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Render every model and test and write target/manifest.json and
+    /// target/compiled/<project>/...sql.
+    ///
+    /// Nothing is executed: compile checks the whole project (Jinja, refs,
+    /// configs, tests, cycles) and reports every problem it finds at once.
+    Compile(CompileArgs),
+    /// List the project's nodes (models, seeds, tests, sources).
+    #[command(visible_alias = "list")]
+    Ls(LsArgs),
+    /// Create a new, working project in DIR: lake_project.yml, a seed, two
+    /// models and a schema.yml with tests.
+    Init(InitArgs),
+    /// Print docs/cli.md, generated from these definitions.
+    #[command(hide = true)]
+    GenerateDocs,
+}
+
+/// Where the project is and how to render it; shared by every command that
+/// reads a project.
+#[derive(Debug, Clone, Args)]
+pub struct ProjectArgs {
+    /// The project folder (holding lake_project.yml or dbt_project.yml).
+    #[arg(long, value_name = "DIR", default_value = ".", env = "LAKE_PROJECT_DIR")]
+    pub project_dir: PathBuf,
+    /// Variables for var(), as YAML or JSON: '{start_date: 2026-01-01}'.
+    /// They override the project's `vars:`.
+    #[arg(long, value_name = "YAML")]
+    pub vars: Option<String>,
+    /// The target (from `targets:` in the project file); `target.name` in
+    /// Jinja. Default: the first target declared, or `default`.
+    #[arg(long, short = 't', value_name = "NAME", env = "LAKE_TARGET")]
+    pub target: Option<String>,
+}
+
+/// Which nodes to act on (dbt's selector syntax).
+#[derive(Debug, Clone, Args)]
+pub struct SelectArgs {
+    /// Nodes to include: `name`, `+name` (and parents), `name+` (and
+    /// children), `2+name`, `@name`, `tag:x`, `path:models/staging`,
+    /// `config.materialized:incremental`, `resource_type:seed`,
+    /// `source:s.t`; space-separated for union, comma for intersection.
+    #[arg(long, short = 's', value_name = "SELECTOR", num_args = 1.., alias = "models", short_alias = 'm')]
+    pub select: Vec<String>,
+    /// Nodes to leave out, same syntax as --select.
+    #[arg(long, value_name = "SELECTOR", num_args = 1..)]
+    pub exclude: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompileArgs {
+    #[command(flatten)]
+    pub project: ProjectArgs,
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Output format of the summary.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    #[command(flatten)]
+    pub project: ProjectArgs,
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Only nodes of these types.
+    #[arg(long, value_enum, value_name = "TYPE", num_args = 1.., value_delimiter = ',')]
+    pub resource_type: Vec<ResourceTypeArg>,
+    /// How to print each node: `selector` (dbt's dotted fqn), `name`,
+    /// `path` (its file), or `json` (one object per line).
+    #[arg(long, short = 'o', value_enum, default_value_t = LsOutput::Selector)]
+    pub output: LsOutput,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The folder to create (it must not exist, or be empty).
+    pub dir: PathBuf,
+    /// The project name; default: the folder's name.
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LsOutput {
+    Selector,
+    Name,
+    Path,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ResourceTypeArg {
+    Model,
+    Seed,
+    Test,
+    Source,
+}
+
+impl ResourceTypeArg {
+    pub fn to_resource_type(self) -> lake_compiler::ResourceType {
+        match self {
+            ResourceTypeArg::Model => lake_compiler::ResourceType::Model,
+            ResourceTypeArg::Seed => lake_compiler::ResourceType::Seed,
+            ResourceTypeArg::Test => lake_compiler::ResourceType::Test,
+            ResourceTypeArg::Source => lake_compiler::ResourceType::Source,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}

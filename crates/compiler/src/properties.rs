@@ -1,0 +1,178 @@
+//! Properties YAML (`models/**/*.yml`): `models:`, `seeds:`, `sources:` with
+//! their descriptions, columns, configs and tests.
+
+use serde::Deserialize;
+use serde_json::{Map, Value as Json};
+
+use crate::config::ConfigMap;
+
+/// One properties file. Keys lake does not use (`version`, `exposures`,
+/// `metrics`, `semantic_models`, `macros`, ...) are accepted and ignored.
+#[derive(Debug, Default, Deserialize)]
+pub struct PropertiesFile {
+    #[serde(default)]
+    pub models: Vec<NodeProperties>,
+    #[serde(default)]
+    pub seeds: Vec<NodeProperties>,
+    #[serde(default)]
+    pub sources: Vec<SourceProperties>,
+}
+
+/// A `models:` or `seeds:` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct NodeProperties {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub config: ConfigMap,
+    #[serde(default)]
+    pub columns: Vec<ColumnProperties>,
+    #[serde(default)]
+    pub tests: Vec<Json>,
+    #[serde(default)]
+    pub data_tests: Vec<Json>,
+    /// Older dbt projects put these beside `config:`.
+    #[serde(default)]
+    pub meta: Option<Map<String, Json>>,
+    #[serde(default)]
+    pub tags: Option<Json>,
+    #[serde(default)]
+    pub docs: Option<Json>,
+}
+
+impl NodeProperties {
+    /// The config this entry gives, with the older top-level `meta`/`tags`
+    /// folded in.
+    pub fn effective_config(&self) -> ConfigMap {
+        let mut config = ConfigMap::new();
+        if let Some(meta) = &self.meta {
+            config.insert("meta".into(), Json::Object(meta.clone()));
+        }
+        if let Some(tags) = &self.tags {
+            config.insert("tags".into(), tags.clone());
+        }
+        if let Some(docs) = &self.docs {
+            config.insert("docs".into(), docs.clone());
+        }
+        crate::config::merge(&mut config, &self.config);
+        config
+    }
+
+    pub fn all_tests(&self) -> impl Iterator<Item = &Json> {
+        self.tests.iter().chain(&self.data_tests)
+    }
+}
+
+/// A `columns:` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ColumnProperties {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub data_type: Option<String>,
+    #[serde(default)]
+    pub constraints: Vec<Json>,
+    #[serde(default)]
+    pub meta: Map<String, Json>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub tests: Vec<Json>,
+    #[serde(default)]
+    pub data_tests: Vec<Json>,
+}
+
+impl ColumnProperties {
+    pub fn all_tests(&self) -> impl Iterator<Item = &Json> {
+        self.tests.iter().chain(&self.data_tests)
+    }
+}
+
+/// A `sources:` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SourceProperties {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub loaded_at_field: Option<String>,
+    #[serde(default)]
+    pub freshness: Option<Json>,
+    #[serde(default)]
+    pub meta: Map<String, Json>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub config: ConfigMap,
+    #[serde(default)]
+    pub tables: Vec<SourceTableProperties>,
+}
+
+/// A source's `tables:` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SourceTableProperties {
+    pub name: String,
+    #[serde(default)]
+    pub identifier: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub loaded_at_field: Option<String>,
+    #[serde(default)]
+    pub freshness: Option<Json>,
+    #[serde(default)]
+    pub external: Option<Json>,
+    #[serde(default)]
+    pub columns: Vec<ColumnProperties>,
+    #[serde(default)]
+    pub tests: Vec<Json>,
+    #[serde(default)]
+    pub data_tests: Vec<Json>,
+    #[serde(default)]
+    pub meta: Map<String, Json>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub config: ConfigMap,
+}
+
+impl SourceTableProperties {
+    pub fn all_tests(&self) -> impl Iterator<Item = &Json> {
+        self.tests.iter().chain(&self.data_tests)
+    }
+}
+
+/// Finds `{% docs name %}...{% enddocs %}` blocks in a markdown file.
+pub fn docs_blocks(text: &str) -> Vec<(String, String)> {
+    let re = docs_regex();
+    re.captures_iter(text)
+        .map(|c| (c[1].to_string(), c[2].trim().to_string()))
+        .collect()
+}
+
+fn docs_regex() -> &'static regex::Regex {
+    static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    RE.get_or_init(|| {
+        regex::Regex::new(r"(?s)\{%-?\s*docs\s+([A-Za-z_][A-Za-z0-9_]*)\s*-?%\}(.*?)\{%-?\s*enddocs\s*-?%\}")
+            .expect("valid regex")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_docs_blocks() {
+        let md = "intro\n{% docs orders %}\nOne row per order.\n{% enddocs %}\n{%- docs status -%}The status{%- enddocs -%}";
+        assert_eq!(
+            docs_blocks(md),
+            vec![
+                ("orders".to_string(), "One row per order.".to_string()),
+                ("status".to_string(), "The status".to_string())
+            ]
+        );
+    }
+}
