@@ -41,7 +41,12 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct ProjectArgs {
     /// The project folder (holding lake_project.yml or dbt_project.yml).
-    #[arg(long, value_name = "DIR", default_value = ".", env = "LAKE_PROJECT_DIR")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = ".",
+        env = "LAKE_PROJECT_DIR"
+    )]
     pub project_dir: PathBuf,
     /// Variables for var(), as YAML or JSON: '{start_date: 2026-01-01}'.
     /// They override the project's `vars:`.

@@ -35,7 +35,11 @@ pub fn cli_markdown() -> String {
             let _ = writeln!(md, "Alias: `lake {}`.\n", aliases.join("`, `lake "));
         }
         let usage = sub.clone().render_usage().to_string();
-        let usage = usage.trim_start_matches("Usage: ").replacen(sub.get_name(), &format!("lake {}", sub.get_name()), 1);
+        let usage = usage.trim_start_matches("Usage: ").replacen(
+            sub.get_name(),
+            &format!("lake {}", sub.get_name()),
+            1,
+        );
         let _ = writeln!(md, "```\n{usage}\n```\n");
         md.push_str("| flag | description |\n|---|---|\n");
         for arg in sub.get_arguments().filter(|a| !a.is_hide_set()) {

@@ -57,7 +57,9 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure::User(e)) | Err(Failure::Internal(e)) if output::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(Failure::User(e)) | Err(Failure::Internal(e)) if output::is_broken_pipe(&e) => {
+            ExitCode::SUCCESS
+        }
         Err(Failure::User(e)) => {
             output::print_error(&e);
             ExitCode::from(1)

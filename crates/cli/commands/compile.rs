@@ -11,7 +11,11 @@ use crate::args::{CompileArgs, LogFormat};
 pub fn run(args: CompileArgs) -> CmdResult {
     let start = Instant::now();
     let mut compiled = super::compile_project(&args.project)?;
-    let selected = lake_compiler::select(&compiled.manifest, &args.select.select, &args.select.exclude)?;
+    let selected = lake_compiler::select(
+        &compiled.manifest,
+        &args.select.select,
+        &args.select.exclude,
+    )?;
     let narrowed = !args.select.select.is_empty() || !args.select.exclude.is_empty();
     let stats = lake_compiler::write_artifacts(
         &mut compiled.manifest,
@@ -34,7 +38,11 @@ pub fn run(args: CompileArgs) -> CmdResult {
         .keys()
         .filter(|id| selected.contains(*id))
         .count();
-    let (models, seeds, tests) = (count(ResourceType::Model), count(ResourceType::Seed), count(ResourceType::Test));
+    let (models, seeds, tests) = (
+        count(ResourceType::Model),
+        count(ResourceType::Seed),
+        count(ResourceType::Test),
+    );
     let manifest_path = format!("{}/manifest.json", compiled.project.target_path);
     let mut out = std::io::stdout().lock();
     match args.log_format {
@@ -57,10 +65,17 @@ pub fn run(args: CompileArgs) -> CmdResult {
                 .manifest
                 .nodes
                 .values()
-                .filter(|n| selected.contains(&n.unique_id) && n.resource_type != ResourceType::Test)
+                .filter(|n| {
+                    selected.contains(&n.unique_id) && n.resource_type != ResourceType::Test
+                })
                 .collect();
             if narrowed && single.len() == 1 && single[0].resource_type == ResourceType::Model {
-                writeln!(out, "-- {}\n{}", single[0].unique_id, single[0].compiled_code.trim_end())?;
+                writeln!(
+                    out,
+                    "-- {}\n{}",
+                    single[0].unique_id,
+                    single[0].compiled_code.trim_end()
+                )?;
             }
             writeln!(
                 out,

@@ -92,7 +92,13 @@ pub fn run(args: InitArgs) -> CmdResult {
     };
     let name: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
         return Err(Failure::User(anyhow!(

@@ -11,7 +11,11 @@ pub fn run(args: LsArgs) -> CmdResult {
     let compiled = super::compile_project(&args.project)?;
     let manifest = &compiled.manifest;
     let selected = lake_compiler::select(manifest, &args.select.select, &args.select.exclude)?;
-    let types: Vec<ResourceType> = args.resource_type.iter().map(|t| t.to_resource_type()).collect();
+    let types: Vec<ResourceType> = args
+        .resource_type
+        .iter()
+        .map(|t| t.to_resource_type())
+        .collect();
     let wanted = |t: ResourceType| types.is_empty() || types.contains(&t);
     let mut lines: Vec<String> = Vec::new();
     for node in manifest.nodes.values() {
@@ -41,7 +45,10 @@ pub fn run(args: LsArgs) -> CmdResult {
             continue;
         }
         let line = match args.output {
-            LsOutput::Selector => format!("source:{}.{}.{}", source.package_name, source.source_name, source.name),
+            LsOutput::Selector => format!(
+                "source:{}.{}.{}",
+                source.package_name, source.source_name, source.name
+            ),
             LsOutput::Name => format!("{}.{}", source.source_name, source.name),
             LsOutput::Path => source.original_file_path.clone(),
             LsOutput::Json => serde_json::json!({

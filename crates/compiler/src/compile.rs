@@ -16,7 +16,8 @@ use crate::error::{CompileError, CompileErrors, Location, suggest};
 use crate::generic_tests::{self, TestSpec};
 use crate::jinja::{self, Capture, MacroFile, RefTarget, Registry, Relation, Renderer};
 use crate::manifest::{
-    ColumnInfo, DependsOn, Manifest, ManifestMetadata, Node, ResourceType, SourceDefinition, TestMetadata,
+    ColumnInfo, DependsOn, Manifest, ManifestMetadata, Node, ResourceType, SourceDefinition,
+    TestMetadata,
 };
 use crate::project::ProjectFile;
 use crate::properties::{self, ColumnProperties, NodeProperties, PropertiesFile};
@@ -103,7 +104,10 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
                 continue;
             }
         };
-        for (list, patches) in [(parsed.models, &mut model_patches), (parsed.seeds, &mut seed_patches)] {
+        for (list, patches) in [
+            (parsed.models, &mut model_patches),
+            (parsed.seeds, &mut seed_patches),
+        ] {
             for props in list {
                 let line = yaml::find_entry_line(text, "name", &props.name);
                 if let Some(previous) = patches.get(&props.name) {
@@ -137,7 +141,8 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
     let mut name_files: HashMap<String, String> = HashMap::new();
     let mut pre_configs: HashMap<String, ConfigMap> = HashMap::new();
     for model in &found.models {
-        if let Some(other) = name_files.insert(model.name.clone(), model.original_file_path.clone()) {
+        if let Some(other) = name_files.insert(model.name.clone(), model.original_file_path.clone())
+        {
             errors.push(CompileError::DuplicateName {
                 resource_type: "model".into(),
                 name: model.name.clone(),
@@ -149,7 +154,11 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
         if let Some(patch) = model_patches.get(&model.name) {
             config::merge(&mut cfg, &patch.props.effective_config());
         }
-        let zone = cfg.get("zone").and_then(Json::as_str).unwrap_or("curated").to_string();
+        let zone = cfg
+            .get("zone")
+            .and_then(Json::as_str)
+            .unwrap_or("curated")
+            .to_string();
         refs.insert(model.name.clone(), RefTarget { zone });
         pre_configs.insert(model.name.clone(), cfg);
     }
@@ -166,7 +175,11 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
         if let Some(patch) = seed_patches.get(&seed.name) {
             config::merge(&mut cfg, &patch.props.effective_config());
         }
-        let zone = cfg.get("zone").and_then(Json::as_str).unwrap_or("raw").to_string();
+        let zone = cfg
+            .get("zone")
+            .and_then(Json::as_str)
+            .unwrap_or("raw")
+            .to_string();
         refs.insert(seed.name.clone(), RefTarget { zone });
         pre_configs.insert(seed.name.clone(), cfg);
     }
@@ -196,32 +209,62 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
     let mut source_tests: Vec<(String, usize, String, Option<String>, TestSpec)> = Vec::new();
     for (file, text, source) in &source_props {
         for table in &source.tables {
-            let mut cfg = config::from_tree(&project.sources, &[project.name.clone(), source.name.clone(), table.name.clone()]);
+            let mut cfg = config::from_tree(
+                &project.sources,
+                &[
+                    project.name.clone(),
+                    source.name.clone(),
+                    table.name.clone(),
+                ],
+            );
             config::merge(&mut cfg, &source.config);
             config::merge(&mut cfg, &table.config);
             if cfg.get("enabled").and_then(Json::as_bool) == Some(false) {
                 continue;
             }
-            let zone = cfg.get("zone").and_then(Json::as_str).unwrap_or("raw").to_string();
+            let zone = cfg
+                .get("zone")
+                .and_then(Json::as_str)
+                .unwrap_or("raw")
+                .to_string();
             let identifier = table
                 .identifier
                 .clone()
                 .unwrap_or_else(|| format!("{}__{}", source.name, table.name));
             let relation_name = format!("{zone}.{identifier}");
             let unique_id = format!("source.{}.{}.{}", project.name, source.name, table.name);
-            source_relations.insert((source.name.clone(), table.name.clone()), relation_name.clone());
+            source_relations.insert(
+                (source.name.clone(), table.name.clone()),
+                relation_name.clone(),
+            );
             let mut tags = source.tags.clone();
             tags.extend(table.tags.iter().cloned());
             let mut meta = source.meta.clone();
             meta.extend(table.meta.clone());
             let table_line = yaml::find_entry_line(text, "name", &table.name);
             for entry in table.all_tests() {
-                push_test_spec(&mut source_tests, &mut errors, file, table_line, &unique_id, None, entry);
+                push_test_spec(
+                    &mut source_tests,
+                    &mut errors,
+                    file,
+                    table_line,
+                    &unique_id,
+                    None,
+                    entry,
+                );
             }
             for column in &table.columns {
                 let line = yaml::find_entry_line(text, "name", &column.name);
                 for entry in column.all_tests() {
-                    push_test_spec(&mut source_tests, &mut errors, file, line, &unique_id, Some(&column.name), entry);
+                    push_test_spec(
+                        &mut source_tests,
+                        &mut errors,
+                        file,
+                        line,
+                        &unique_id,
+                        Some(&column.name),
+                        entry,
+                    );
                 }
             }
             sources.insert(
@@ -235,11 +278,18 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
                     identifier,
                     relation_name,
                     original_file_path: file.clone(),
-                    fqn: vec![project.name.clone(), source.name.clone(), table.name.clone()],
+                    fqn: vec![
+                        project.name.clone(),
+                        source.name.clone(),
+                        table.name.clone(),
+                    ],
                     description: table.description.clone().unwrap_or_default(),
                     source_description: source.description.clone().unwrap_or_default(),
                     columns: columns_of(&table.columns),
-                    loaded_at_field: table.loaded_at_field.clone().or_else(|| source.loaded_at_field.clone()),
+                    loaded_at_field: table
+                        .loaded_at_field
+                        .clone()
+                        .or_else(|| source.loaded_at_field.clone()),
                     freshness: table.freshness.clone().or_else(|| source.freshness.clone()),
                     external: table.external.clone(),
                     meta,
@@ -283,14 +333,27 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
     };
 
     // Render models and singular tests, in parallel.
-    let render_one = |file: &SqlFile, resource: ResourceType| -> Result<(String, Capture), CompileError> {
-        let pre = pre_configs.get(&file.name).cloned().unwrap_or_default();
-        let zone = pre.get("zone").and_then(Json::as_str).unwrap_or("curated").to_string();
-        let ctx = node_context(&file.name, &project.name, resource, &file.original_file_path, &zone, pre, false);
-        renderer
-            .render(&file.original_file_path, &file.raw, ctx)
-            .map_err(|e| jinja::to_compile_error(&e, &file.original_file_path, &file.name))
-    };
+    let render_one =
+        |file: &SqlFile, resource: ResourceType| -> Result<(String, Capture), CompileError> {
+            let pre = pre_configs.get(&file.name).cloned().unwrap_or_default();
+            let zone = pre
+                .get("zone")
+                .and_then(Json::as_str)
+                .unwrap_or("curated")
+                .to_string();
+            let ctx = node_context(
+                &file.name,
+                &project.name,
+                resource,
+                &file.original_file_path,
+                &zone,
+                pre,
+                false,
+            );
+            renderer
+                .render(&file.original_file_path, &file.raw, ctx)
+                .map_err(|e| jinja::to_compile_error(&e, &file.original_file_path, &file.name))
+        };
     let rendered_models: Vec<Result<(String, Capture), CompileError>> = found
         .models
         .par_iter()
@@ -319,7 +382,7 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
                 continue;
             }
         };
-        let location = Location::new(file.original_file_path.clone(), 1);
+        let location = Location::new(file.original_file_path.clone(), config_line(&file.raw));
         let mut cfg = pre_configs.remove(&file.name).unwrap_or_default();
         config::merge(&mut cfg, &capture.config);
         let node_config = match NodeConfig::from_map(cfg, "view", "curated", &location) {
@@ -369,7 +432,11 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
                 compiled_path: None,
                 depends_on: DependsOn {
                     nodes: vec![],
-                    macros: capture.macros_called.iter().map(|m| format!("macro.{}.{m}", project.name)).collect(),
+                    macros: capture
+                        .macros_called
+                        .iter()
+                        .map(|m| format!("macro.{}.{m}", project.name))
+                        .collect(),
                 },
                 refs: dedup(capture.refs.clone()),
                 sources: dedup(capture.sources.clone()),
@@ -453,7 +520,7 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
                 continue;
             }
         };
-        let location = Location::new(file.original_file_path.clone(), 1);
+        let location = Location::new(file.original_file_path.clone(), config_line(&file.raw));
         let mut cfg = config::from_tree(&project.data_tests, &file.fqn);
         config::merge(&mut cfg, &capture.config);
         let node_config = match NodeConfig::from_map(cfg, "test", "audit", &location) {
@@ -469,7 +536,11 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
         let unique_id = format!("test.{}.{}", project.name, file.name);
         ref_lines.insert(
             unique_id.clone(),
-            capture.refs.iter().map(|r| (r.clone(), ref_line(&file.raw, r))).collect(),
+            capture
+                .refs
+                .iter()
+                .map(|r| (r.clone(), ref_line(&file.raw, r)))
+                .collect(),
         );
         rendered.insert(unique_id.clone(), sql);
         nodes.insert(
@@ -508,10 +579,37 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
         for (name, patch) in patches {
             let unique_id = format!("{prefix}.{}.{name}", project.name);
             if !nodes.contains_key(&unique_id) {
+                // The node failed to render or is disabled: its tests do not
+                // run, but a misspelled test name is still worth reporting now.
+                if !disabled.contains(name) {
+                    let entries = patch
+                        .props
+                        .all_tests()
+                        .chain(patch.props.columns.iter().flat_map(|c| c.all_tests()));
+                    for entry in entries {
+                        if let Ok(spec) = generic_tests::parse_entry(entry)
+                            && let Some(e) = unknown_test(
+                                &renderer,
+                                &spec,
+                                Location::new(patch.file.clone(), patch.line),
+                            )
+                        {
+                            errors.push(e);
+                        }
+                    }
+                }
                 continue;
             }
             for entry in patch.props.all_tests() {
-                push_test_spec(&mut specs, &mut errors, &patch.file, patch.line, &unique_id, None, entry);
+                push_test_spec(
+                    &mut specs,
+                    &mut errors,
+                    &patch.file,
+                    patch.line,
+                    &unique_id,
+                    None,
+                    entry,
+                );
             }
             let text = found
                 .property_files
@@ -520,9 +618,18 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
                 .map(|(_, t)| t.as_str())
                 .unwrap_or("");
             for column in &patch.props.columns {
-                let line = yaml::find_text_line(text, &format!("name: {}", column.name), patch.line);
+                let line =
+                    yaml::find_text_line(text, &format!("name: {}", column.name), patch.line);
                 for entry in column.all_tests() {
-                    push_test_spec(&mut specs, &mut errors, &patch.file, line, &unique_id, Some(&column.name), entry);
+                    push_test_spec(
+                        &mut specs,
+                        &mut errors,
+                        &patch.file,
+                        line,
+                        &unique_id,
+                        Some(&column.name),
+                        entry,
+                    );
                 }
             }
         }
@@ -530,7 +637,17 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
     specs.sort_by(|a, b| (&a.0, a.1, &a.2).cmp(&(&b.0, b.1, &b.2)));
     specs.extend(source_tests);
     for (file, line, attached, column, spec) in specs {
-        match generic_test_node(&project, &renderer, &nodes, &sources, &file, line, &attached, column.as_deref(), &spec) {
+        match generic_test_node(
+            &project,
+            &renderer,
+            &nodes,
+            &sources,
+            &file,
+            line,
+            &attached,
+            column.as_deref(),
+            &spec,
+        ) {
             Ok(Some((node, sql))) => {
                 if nodes.contains_key(&node.unique_id) {
                     continue; // the same test declared twice
@@ -582,7 +699,11 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
         nodes
             .get(id)
             .map(|n| n.name.clone())
-            .or_else(|| sources.get(id).map(|s| format!("{}.{}", s.source_name, s.name)))
+            .or_else(|| {
+                sources
+                    .get(id)
+                    .map(|s| format!("{}.{}", s.source_name, s.name))
+            })
             .unwrap_or_else(|| id.to_string())
     };
     for cycle in crate::dag::find_cycles(&parent_map) {
@@ -593,7 +714,8 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
     if !errors.is_empty() {
         return Err(CompileErrors(errors));
     }
-    let mut child_map: BTreeMap<String, Vec<String>> = parent_map.keys().map(|k| (k.clone(), vec![])).collect();
+    let mut child_map: BTreeMap<String, Vec<String>> =
+        parent_map.keys().map(|k| (k.clone(), vec![])).collect();
     for (child, parents) in &parent_map {
         for p in parents {
             child_map.entry(p.clone()).or_default().push(child.clone());
@@ -622,7 +744,12 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
 
     // Resolve refs, parents first, so ephemeral parents are final before
     // their children inline them.
-    for id in manifest.topological_order().into_iter().map(str::to_string).collect::<Vec<_>>() {
+    for id in manifest
+        .topological_order()
+        .into_iter()
+        .map(str::to_string)
+        .collect::<Vec<_>>()
+    {
         if let Some(sql) = rendered.get(&id) {
             let compiled = finish_sql(&manifest, &id, sql);
             manifest.nodes[&id].compiled_code = compiled;
@@ -641,7 +768,11 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
 impl Compiled {
     /// Renders a model again with `is_incremental()` answering
     /// `is_incremental`, and resolves its refs like the first time.
-    pub fn render_node(&self, unique_id: &str, is_incremental: bool) -> Result<String, CompileError> {
+    pub fn render_node(
+        &self,
+        unique_id: &str,
+        is_incremental: bool,
+    ) -> Result<String, CompileError> {
         let node = self
             .manifest
             .nodes
@@ -756,7 +887,10 @@ fn collect_ctes(manifest: &Manifest, id: &str, ctes: &mut Vec<(String, String)>)
         }
     }
     let (_, body) = split_ctes(&node.compiled_code);
-    ctes.push((node.name.clone(), body.trim().trim_end_matches(';').trim_end().to_string()));
+    ctes.push((
+        node.name.clone(),
+        body.trim().trim_end_matches(';').trim_end().to_string(),
+    ));
 }
 
 /// Splits `with __lake_cte__... as (...), ` (as added by [`inject_ctes`])
@@ -781,9 +915,11 @@ pub fn inject_ctes(sql: &str, ctes: &[(String, String)]) -> String {
         && head[..4].eq_ignore_ascii_case("with")
         && head[4..].starts_with(|c: char| c.is_whitespace());
     if starts_with_with {
+        // Leading comments stay in front; leading blank lines go.
+        let prefix = &sql[..start];
+        let prefix = if prefix.trim().is_empty() { "" } else { prefix };
         format!(
-            "{}with {defs},\n/* end lake ctes */\n{}",
-            &sql[..start],
+            "{prefix}with {defs},\n/* end lake ctes */\n{}",
             head[4..].trim_start()
         )
     } else {
@@ -827,10 +963,15 @@ fn resolve_target(project: &ProjectFile, wanted: Option<&str>) -> Result<String,
     }
 }
 
-fn resolve_vars(project: &ProjectFile, cli: Option<&str>) -> Result<IndexMap<String, Json>, CompileError> {
+fn resolve_vars(
+    project: &ProjectFile,
+    cli: Option<&str>,
+) -> Result<IndexMap<String, Json>, CompileError> {
     let mut vars = project.scoped_vars();
     if let Some(text) = cli.filter(|t| !t.trim().is_empty()) {
-        let parsed: Json = serde_yaml::from_str(text).map_err(|e| CompileError::InvalidVars { message: e.to_string() })?;
+        let parsed: Json = serde_yaml::from_str(text).map_err(|e| CompileError::InvalidVars {
+            message: e.to_string(),
+        })?;
         match parsed {
             Json::Object(map) => vars.extend(map),
             Json::Null => {}
@@ -871,7 +1012,12 @@ fn discover(project: &ProjectFile, errors: &mut Vec<CompileError>) -> Discovered
             .filter(|e| e.file_type().is_file())
             .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
             .filter_map(|e| {
-                let within = e.path().strip_prefix(&base).ok()?.to_string_lossy().replace('\\', "/");
+                let within = e
+                    .path()
+                    .strip_prefix(&base)
+                    .ok()?
+                    .to_string_lossy()
+                    .replace('\\', "/");
                 let original = format!("{}/{within}", root.trim_end_matches('/'));
                 Some((e.path().to_path_buf(), within, original))
             })
@@ -996,7 +1142,9 @@ fn describe(renderer: &Renderer, patch: Option<&Patch>, errors: &mut Vec<Compile
         Ok(t) => t,
         Err(e) => {
             let mut err = jinja::to_compile_error(&e, &patch.file, &patch.props.name);
-            if let CompileError::Jinja { location, .. } | CompileError::Raised { location, .. } = &mut err {
+            if let CompileError::Jinja { location, .. } | CompileError::Raised { location, .. } =
+                &mut err
+            {
                 *location = Location::new(patch.file.clone(), patch.line);
             }
             errors.push(err);
@@ -1013,6 +1161,14 @@ fn dedup<T: PartialEq + Clone>(items: Vec<T>) -> Vec<T> {
         }
     }
     out
+}
+
+/// The line of the first `config(` call in `raw` (1 when there is none: the
+/// config then comes from YAML, and the file is still the node's).
+fn config_line(raw: &str) -> usize {
+    raw.lines()
+        .position(|l| l.contains("config("))
+        .map_or(1, |i| i + 1)
 }
 
 /// The line of the first `ref('name')` in `raw`.
@@ -1038,7 +1194,13 @@ fn push_test_spec(
     entry: &Json,
 ) {
     match generic_tests::parse_entry(entry) {
-        Ok(spec) => specs.push((file.to_string(), line, attached.to_string(), column.map(str::to_string), spec)),
+        Ok(spec) => specs.push((
+            file.to_string(),
+            line,
+            attached.to_string(),
+            column.map(str::to_string),
+            spec,
+        )),
         Err(message) => errors.push(CompileError::InvalidProperty {
             location: Location::new(file, line),
             message,
@@ -1061,17 +1223,20 @@ fn generic_test_node(
     spec: &TestSpec,
 ) -> Result<Option<(Node, String)>, CompileError> {
     let location = Location::new(file, line);
-    let (target_name, relation, attached_fqn) = if let Some(node) = nodes.get(attached) {
+    let (target_name, relation) = if let Some(node) = nodes.get(attached) {
         (
             node.name.clone(),
-            format!("{}{}{}", jinja::SENTINEL_OPEN, node.name, jinja::SENTINEL_CLOSE),
-            node.fqn.clone(),
+            format!(
+                "{}{}{}",
+                jinja::SENTINEL_OPEN,
+                node.name,
+                jinja::SENTINEL_CLOSE
+            ),
         )
     } else if let Some(source) = sources.get(attached) {
         (
             format!("source_{}_{}", source.source_name, source.name),
             source.relation_name.clone(),
-            source.fqn.clone(),
         )
     } else {
         return Ok(None);
@@ -1082,10 +1247,20 @@ fn generic_test_node(
         args.insert("column_name".into(), Json::from(c));
     }
     args.extend(spec.kwargs.clone());
-    let (full_name, short_name) = generic_tests::synthesize_name(&spec.test_name, &target_name, &args);
+    let (full_name, short_name) =
+        generic_tests::synthesize_name(&spec.test_name, &target_name, &args);
     let name = spec.custom_name.clone().unwrap_or(full_name);
-    let mut fqn = attached_fqn;
-    fqn.pop();
+    // dbt names a generic test after the folder of its properties file.
+    let mut fqn = vec![project.name.clone()];
+    let within = project
+        .model_paths
+        .iter()
+        .chain(&project.seed_paths)
+        .find_map(|root| file.strip_prefix(&format!("{}/", root.trim_end_matches('/'))))
+        .unwrap_or(file);
+    let mut folders: Vec<&str> = within.split('/').collect();
+    folders.pop();
+    fqn.extend(folders.iter().map(|f| f.to_string()));
     fqn.push(name.clone());
     let mut cfg = config::from_tree(&project.data_tests, &fqn);
     config::merge(&mut cfg, &spec.config);
@@ -1099,20 +1274,28 @@ fn generic_test_node(
     let mut test_sources = Vec::new();
     for (key, value) in &args {
         let value = match value {
-            Json::String(s) if key != "column_name" && (generic_tests::looks_like_call(s) || s.contains("{{")) => {
-                let template = if s.contains("{{") { s.clone() } else { format!("{{{{ {s} }}}}") };
-                let (out, capture) = renderer
-                    .render(file, &template, Value::from(()))
-                    .map_err(|e| {
-                        let mut err = jinja::to_compile_error(&e, file, &name);
-                        if let CompileError::UnknownRef { location: l, .. }
-                        | CompileError::Jinja { location: l, .. }
-                        | CompileError::MissingVar { location: l, .. } = &mut err
-                        {
-                            *l = location.clone();
-                        }
-                        err
-                    })?;
+            Json::String(s)
+                if key != "column_name"
+                    && (generic_tests::looks_like_call(s) || s.contains("{{")) =>
+            {
+                let template = if s.contains("{{") {
+                    s.clone()
+                } else {
+                    format!("{{{{ {s} }}}}")
+                };
+                let (out, capture) =
+                    renderer
+                        .render(file, &template, Value::from(()))
+                        .map_err(|e| {
+                            let mut err = jinja::to_compile_error(&e, file, &name);
+                            if let CompileError::UnknownRef { location: l, .. }
+                            | CompileError::Jinja { location: l, .. }
+                            | CompileError::MissingVar { location: l, .. } = &mut err
+                            {
+                                *l = location.clone();
+                            }
+                            err
+                        })?;
                 refs.extend(capture.refs);
                 test_sources.extend(capture.sources);
                 Json::String(out)
@@ -1144,20 +1327,9 @@ fn generic_test_node(
         match generic_tests::builtin_sql(&spec.test_name, &tested, column, &rendered_args) {
             Ok(Some(sql)) => sql,
             Ok(None) => {
-                let known: Vec<&str> = generic_tests::BUILTIN
-                    .iter()
-                    .copied()
-                    .chain(renderer.registry().macros.keys().filter_map(|m| m.strip_prefix("test_")))
-                    .collect();
-                let suggestions = suggest(&spec.test_name, known.iter().copied());
-                return Err(CompileError::InvalidProperty {
-                    location,
-                    message: format!("unknown generic test '{}'", spec.test_name),
-                    hint: Some(match suggestions.first() {
-                        Some(s) => format!("did you mean '{s}'? custom tests are `{{% test name(model, column_name) %}}` blocks in macro-paths"),
-                        None => "custom tests are `{% test name(model, column_name) %}` blocks in macro-paths or tests/generic".into(),
-                    }),
-                });
+                return Err(unknown_test(renderer, spec, location).unwrap_or_else(|| {
+                    CompileError::Internal(format!("test '{}' has no SQL", spec.test_name))
+                }));
             }
             Err(message) => {
                 return Err(CompileError::InvalidProperty {
@@ -1168,7 +1340,10 @@ fn generic_test_node(
             }
         }
     };
-    let hash = &generic_tests::md5_hex(&format!("{attached}.{name}.{}", serde_json::Value::Object(args.clone())))[..10];
+    let hash = &generic_tests::md5_hex(&format!(
+        "{attached}.{name}.{}",
+        serde_json::Value::Object(args.clone())
+    ))[..10];
     let unique_id = format!("test.{}.{name}.{hash}", project.name);
     if let Some(node) = nodes.get(attached) {
         refs.insert(0, node.name.clone());
@@ -1208,6 +1383,30 @@ fn generic_test_node(
         },
         sql,
     )))
+}
+
+/// The error for a test that is neither built in nor a project macro.
+fn unknown_test(renderer: &Renderer, spec: &TestSpec, location: Location) -> Option<CompileError> {
+    let macros = &renderer.registry().macros;
+    if generic_tests::BUILTIN.contains(&spec.test_name.as_str())
+        || macros.contains_key(&format!("test_{}", spec.test_name))
+    {
+        return None;
+    }
+    let known: Vec<&str> = generic_tests::BUILTIN
+        .iter()
+        .copied()
+        .chain(macros.keys().filter_map(|m| m.strip_prefix("test_")))
+        .collect();
+    let suggestions = suggest(&spec.test_name, known.iter().copied());
+    Some(CompileError::InvalidProperty {
+        location,
+        message: format!("unknown generic test '{}'", spec.test_name),
+        hint: Some(match suggestions.first() {
+            Some(s) => format!("did you mean '{s}'? custom tests are `{{% test name(model, column_name) %}}` blocks in macro-paths"),
+            None => "custom tests are `{% test name(model, column_name) %}` blocks in macro-paths or tests/generic".into(),
+        }),
+    })
 }
 
 fn test_raw_code(test_name: &str, namespace: Option<&str>) -> String {

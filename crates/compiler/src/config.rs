@@ -124,7 +124,8 @@ fn level_configs(level: &Map<String, Json>) -> ConfigMap {
     level
         .iter()
         .filter(|(k, v)| {
-            k.starts_with('+') || (KNOWN_KEYS.contains(&normalize_key(k).as_str()) && !is_subtree(v))
+            k.starts_with('+')
+                || (KNOWN_KEYS.contains(&normalize_key(k).as_str()) && !is_subtree(v))
         })
         .map(|(k, v)| (normalize_key(k), v.clone()))
         .collect()
@@ -231,10 +232,12 @@ pub const MATERIALIZATIONS: &[&str] = &[
 ];
 
 /// The incremental strategies lake runs.
-pub const INCREMENTAL_STRATEGIES: &[&str] = &["append", "merge", "delete+insert", "insert_overwrite"];
+pub const INCREMENTAL_STRATEGIES: &[&str] =
+    &["append", "merge", "delete+insert", "insert_overwrite"];
 
 /// The `on_schema_change` modes lake runs.
-pub const SCHEMA_CHANGE_MODES: &[&str] = &["ignore", "fail", "append_new_columns", "sync_all_columns"];
+pub const SCHEMA_CHANGE_MODES: &[&str] =
+    &["ignore", "fail", "append_new_columns", "sync_all_columns"];
 
 /// The zones of a lake.
 pub const ZONES: &[&str] = &["raw", "curated", "features", "audit"];
@@ -250,7 +253,8 @@ impl NodeConfig {
     ) -> Result<NodeConfig, CompileError> {
         map.entry("materialized")
             .or_insert_with(|| Json::from(default_materialized));
-        map.entry("zone").or_insert_with(|| Json::from(default_zone));
+        map.entry("zone")
+            .or_insert_with(|| Json::from(default_zone));
         for list_key in ["tags", "partition_by"] {
             if let Some(value) = map.get(list_key) {
                 let list = as_list(Some(value));
@@ -279,15 +283,27 @@ impl NodeConfig {
             ),
         };
         if !MATERIALIZATIONS.contains(&self.materialized.as_str()) {
-            return Err(invalid("materialization", &self.materialized, MATERIALIZATIONS));
+            return Err(invalid(
+                "materialization",
+                &self.materialized,
+                MATERIALIZATIONS,
+            ));
         }
         if let Some(strategy) = &self.incremental_strategy
             && !INCREMENTAL_STRATEGIES.contains(&strategy.as_str())
         {
-            return Err(invalid("incremental_strategy", strategy, INCREMENTAL_STRATEGIES));
+            return Err(invalid(
+                "incremental_strategy",
+                strategy,
+                INCREMENTAL_STRATEGIES,
+            ));
         }
         if !SCHEMA_CHANGE_MODES.contains(&self.on_schema_change.as_str()) {
-            return Err(invalid("on_schema_change", &self.on_schema_change, SCHEMA_CHANGE_MODES));
+            return Err(invalid(
+                "on_schema_change",
+                &self.on_schema_change,
+                SCHEMA_CHANGE_MODES,
+            ));
         }
         if !ZONES.contains(&self.zone.as_str()) {
             return Err(invalid("zone", &self.zone, ZONES));
@@ -353,12 +369,21 @@ mod tests {
     #[test]
     fn from_map_rejects_unknown_materialization_and_zone() {
         let loc = Location::new("models/x.sql", 1);
-        let bad = json!({"materialized": "tabel"}).as_object().unwrap().clone();
+        let bad = json!({"materialized": "tabel"})
+            .as_object()
+            .unwrap()
+            .clone();
         let err = NodeConfig::from_map(bad, "view", "curated", &loc).unwrap_err();
-        assert!(err.to_string().contains("unknown materialization 'tabel'"), "{err}");
+        assert!(
+            err.to_string().contains("unknown materialization 'tabel'"),
+            "{err}"
+        );
         let bad = json!({"zone": "gold"}).as_object().unwrap().clone();
         assert!(NodeConfig::from_map(bad, "view", "curated", &loc).is_err());
-        let ok = json!({"tags": "a", "unique_key": ["a", "b"], "custom": 1}).as_object().unwrap().clone();
+        let ok = json!({"tags": "a", "unique_key": ["a", "b"], "custom": 1})
+            .as_object()
+            .unwrap()
+            .clone();
         let c = NodeConfig::from_map(ok, "view", "curated", &loc).unwrap();
         assert_eq!(c.tags, vec!["a"]);
         assert_eq!(c.unique_key.unwrap().to_vec(), vec!["a", "b"]);

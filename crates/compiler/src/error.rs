@@ -160,6 +160,9 @@ impl CompileError {
                 Some("YAML is indentation-sensitive: check the indentation and quoting near that line".into())
             }
             CompileError::InvalidProperty { hint, .. } => hint.clone(),
+            CompileError::Jinja { message, .. } if message.contains("recursion limit") || message.contains("fuel") => {
+                Some("a macro calls itself without end, or a loop runs too long: lake stops a template after a fixed amount of work".into())
+            }
             CompileError::Jinja { .. } => {
                 Some("check the Jinja tags near that line: every {% if %}, {% for %}, {% macro %} needs its end tag".into())
             }
@@ -185,7 +188,9 @@ impl CompileError {
             CompileError::DuplicateName { .. } => {
                 Some("names are global in a project: rename one of the files".into())
             }
-            CompileError::InvalidConfig { .. } => None,
+            CompileError::InvalidConfig { .. } => {
+                Some("configs are listed in docs/project-format.md; check the spelling of the value".into())
+            }
             CompileError::Raised { .. } => None,
             CompileError::InvalidSelector { .. } => Some(
                 "selectors look like `name`, `+name`, `name+`, `2+name`, `@name`, `tag:x`, `path:dir`, `config.materialized:table`, `resource_type:model`; join with ',' to intersect".into(),
@@ -254,10 +259,20 @@ pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
     let mut scored: Vec<(f64, &str)> = candidates
         .into_iter()
         .filter(|c| *c != name)
-        .map(|c| (strsim::jaro_winkler(&lower, &c.to_ascii_lowercase()), c))
+        .map(|c| {
+            let other = c.to_ascii_lowercase();
+            let close_edit =
+                strsim::damerau_levenshtein(&lower, &other) <= (lower.len() / 3).max(1);
+            let score = strsim::jaro_winkler(&lower, &other);
+            (if close_edit { score.max(0.8) } else { score }, c)
+        })
         .filter(|(score, _)| *score >= 0.8)
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
     scored.dedup_by(|a, b| a.1 == b.1);
-    scored.into_iter().take(3).map(|(_, c)| c.to_string()).collect()
+    scored
+        .into_iter()
+        .take(3)
+        .map(|(_, c)| c.to_string())
+        .collect()
 }

@@ -76,7 +76,11 @@ pub fn parse_entry(entry: &Json) -> Result<TestSpec, String> {
                 }
             }
         }
-        other => return Err(format!("a test entry must be a name or a mapping, not {other}")),
+        other => {
+            return Err(format!(
+                "a test entry must be a name or a mapping, not {other}"
+            ));
+        }
     };
     let (namespace, test_name) = match full_name.rsplit_once('.') {
         Some((ns, name)) => (Some(ns.to_string()), name.to_string()),
@@ -93,7 +97,11 @@ pub fn parse_entry(entry: &Json) -> Result<TestSpec, String> {
             },
             "arguments" => match value {
                 Json::Object(a) => kwargs.extend(a),
-                _ => return Err(format!("`arguments` of test '{full_name}' must be a mapping")),
+                _ => {
+                    return Err(format!(
+                        "`arguments` of test '{full_name}' must be a mapping"
+                    ));
+                }
             },
             "name" => custom_name = value.as_str().map(str::to_string),
             "description" => {}
@@ -118,7 +126,11 @@ pub fn parse_entry(entry: &Json) -> Result<TestSpec, String> {
 /// argument values in key order, cleaned to `[0-9a-zA-Z_]`. Returns the
 /// full name and a short one (`<first 30 chars>_<md5>`) for names of 64
 /// characters or more, which dbt uses for file names.
-pub fn synthesize_name(test_name: &str, target_name: &str, args: &Map<String, Json>) -> (String, String) {
+pub fn synthesize_name(
+    test_name: &str,
+    target_name: &str,
+    args: &Map<String, Json>,
+) -> (String, String) {
     let mut keys: Vec<&String> = args.keys().filter(|k| k.as_str() != "model").collect();
     keys.sort();
     let mut flat = Vec::new();
@@ -199,7 +211,9 @@ pub fn builtin_sql(
     kwargs: &Map<String, Json>,
 ) -> Result<Option<String>, String> {
     let need_column = || {
-        column.ok_or_else(|| format!("test '{test_name}' needs a column: declare it under `columns:`"))
+        column.ok_or_else(|| {
+            format!("test '{test_name}' needs a column: declare it under `columns:`")
+        })
     };
     let sql = match test_name {
         "not_null" => {
@@ -271,23 +285,34 @@ mod tests {
         let (full, short) = synthesize_name(
             "relationships",
             "orders",
-            &args(json!({"column_name": "customer_id", "to": "ref('customers')", "field": "customer_id"})),
+            &args(
+                json!({"column_name": "customer_id", "to": "ref('customers')", "field": "customer_id"}),
+            ),
         );
-        assert_eq!(full, "relationships_orders_customer_id__customer_id__ref_customers_");
+        assert_eq!(
+            full,
+            "relationships_orders_customer_id__customer_id__ref_customers_"
+        );
         assert_eq!(short, full);
-        let (full, _) = synthesize_name("unique", "customers", &args(json!({"column_name": "customer_id"})));
+        let (full, _) = synthesize_name(
+            "unique",
+            "customers",
+            &args(json!({"column_name": "customer_id"})),
+        );
         assert_eq!(full, "unique_customers_customer_id");
         let (full, short) = synthesize_name(
             "accepted_values",
             "stg_orders",
-            &args(json!({"column_name": "status", "values": ["placed", "shipped", "completed", "return_pending", "returned"]})),
+            &args(
+                json!({"column_name": "status", "values": ["placed", "shipped", "completed", "return_pending", "returned"]}),
+            ),
         );
         assert_eq!(
             full,
             "accepted_values_stg_orders_status__placed__shipped__completed__return_pending__returned"
         );
-        assert!(short.starts_with("accepted_values_stg_orders_sta_"));
-        assert_eq!(short.len(), 30 + 1 + 32);
+        assert!(short.starts_with("accepted_values_stg_orders_"));
+        assert_eq!(short.len(), "accepted_values_stg_orders".len() + 1 + 32);
     }
 
     #[test]
@@ -296,7 +321,10 @@ mod tests {
         assert_eq!(t.test_name, "unique");
         let t = parse_entry(&json!({"accepted_values": {"values": ["a"], "severity": "warn", "config": {"where": "x > 1"}}})).unwrap();
         assert_eq!(t.kwargs, args(json!({"values": ["a"]})));
-        assert_eq!(t.config, args(json!({"severity": "warn", "where": "x > 1"})));
+        assert_eq!(
+            t.config,
+            args(json!({"severity": "warn", "where": "x > 1"}))
+        );
         let t = parse_entry(&json!({"dbt_utils.expression_is_true": {"arguments": {"expression": "a > 0"}, "name": "positive"}})).unwrap();
         assert_eq!(t.namespace.as_deref(), Some("dbt_utils"));
         assert_eq!(t.custom_name.as_deref(), Some("positive"));
@@ -307,15 +335,29 @@ mod tests {
 
     #[test]
     fn builtin_sql_returns_failing_rows() {
-        let sql = builtin_sql("accepted_values", "curated.orders", Some("status"), &args(json!({"values": ["a", "it's"]})))
-            .unwrap()
-            .unwrap();
+        let sql = builtin_sql(
+            "accepted_values",
+            "curated.orders",
+            Some("status"),
+            &args(json!({"values": ["a", "it's"]})),
+        )
+        .unwrap()
+        .unwrap();
         assert!(sql.contains("not in (\n    'a', 'it''s'\n)"), "{sql}");
-        let sql = builtin_sql("accepted_values", "m", Some("n"), &args(json!({"values": [1, 2], "quote": false})))
-            .unwrap()
-            .unwrap();
+        let sql = builtin_sql(
+            "accepted_values",
+            "m",
+            Some("n"),
+            &args(json!({"values": [1, 2], "quote": false})),
+        )
+        .unwrap()
+        .unwrap();
         assert!(sql.contains("not in (\n    1, 2\n)"), "{sql}");
         assert!(builtin_sql("unique", "m", None, &Map::new()).is_err());
-        assert!(builtin_sql("my_custom", "m", None, &Map::new()).unwrap().is_none());
+        assert!(
+            builtin_sql("my_custom", "m", None, &Map::new())
+                .unwrap()
+                .is_none()
+        );
     }
 }

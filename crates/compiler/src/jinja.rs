@@ -73,13 +73,18 @@ pub fn prepare_macro_file(path: &str, text: &str) -> MacroFile {
     static RES: std::sync::OnceLock<[regex::Regex; 4]> = std::sync::OnceLock::new();
     let [materialization, macro_open, test_open, test_close] = RES.get_or_init(|| {
         [
-            regex::Regex::new(r"(?s)\{%-?\s*materialization\b.*?\{%-?\s*endmaterialization\s*-?%\}").unwrap(),
+            regex::Regex::new(
+                r"(?s)\{%-?\s*materialization\b.*?\{%-?\s*endmaterialization\s*-?%\}",
+            )
+            .unwrap(),
             regex::Regex::new(r"\{%(-?)\s*macro\s+([A-Za-z_][A-Za-z0-9_]*)").unwrap(),
             regex::Regex::new(r"\{%(-?)\s*test\s+([A-Za-z_][A-Za-z0-9_]*)").unwrap(),
             regex::Regex::new(r"\{%(-?)\s*endtest\s*(-?)%\}").unwrap(),
         ]
     });
-    let text = materialization.replace_all(text, |c: &regex::Captures<'_>| "\n".repeat(c[0].matches('\n').count()));
+    let text = materialization.replace_all(text, |c: &regex::Captures<'_>| {
+        "\n".repeat(c[0].matches('\n').count())
+    });
     let mut names = Vec::new();
     for c in macro_open.captures_iter(&text) {
         names.push(c[2].to_string());
@@ -200,7 +205,11 @@ impl Object for Relation {
 struct ConfigFn;
 
 impl Object for ConfigFn {
-    fn call(self: &Arc<Self>, state: &mut State<'_, '_>, args: &[Value]) -> Result<Value, JinjaError> {
+    fn call(
+        self: &Arc<Self>,
+        state: &mut State<'_, '_>,
+        args: &[Value],
+    ) -> Result<Value, JinjaError> {
         let mut new = ConfigMap::new();
         for arg in args {
             let json = serde_json::to_value(arg).map_err(|e| {
@@ -240,14 +249,12 @@ impl Object for ConfigFn {
         let from_call = state
             .get_extension::<Capture>()
             .and_then(|c| c.config.get(&key).cloned());
-        let value = from_call
-            .map(|v| to_value(&v))
-            .or_else(|| {
-                state
-                    .lookup("__lake_config")
-                    .and_then(|c| c.get_attr(&key).ok())
-                    .filter(|v| !v.is_undefined() && !v.is_none())
-            });
+        let value = from_call.map(|v| to_value(&v)).or_else(|| {
+            state
+                .lookup("__lake_config")
+                .and_then(|c| c.get_attr(&key).ok())
+                .filter(|v| !v.is_undefined() && !v.is_none())
+        });
         match (method, value, default) {
             ("get", Some(v), _) | ("require", Some(v), _) => Ok(v),
             ("get", None, Some(d)) => Ok(d),
@@ -272,7 +279,11 @@ struct MacroCaller {
 }
 
 impl Object for MacroCaller {
-    fn call(self: &Arc<Self>, state: &mut State<'_, '_>, args: &[Value]) -> Result<Value, JinjaError> {
+    fn call(
+        self: &Arc<Self>,
+        state: &mut State<'_, '_>,
+        args: &[Value],
+    ) -> Result<Value, JinjaError> {
         let capture = state.get_or_insert_extension(Capture::default());
         let module = capture.modules.get(self.module).cloned().ok_or_else(|| {
             JinjaError::new(
@@ -341,11 +352,18 @@ impl Object for Adapter {
         match method {
             "quote" => Ok(Value::from(format!(
                 "\"{}\"",
-                args.first().map(|v| v.to_string()).unwrap_or_default().replace('"', "\"\"")
+                args.first()
+                    .map(|v| v.to_string())
+                    .unwrap_or_default()
+                    .replace('"', "\"\"")
             ))),
             "dispatch" => {
                 let name = args.first().and_then(|v| v.as_str()).unwrap_or_default();
-                for candidate in [format!("lake__{name}"), format!("default__{name}"), name.to_string()] {
+                for candidate in [
+                    format!("lake__{name}"),
+                    format!("default__{name}"),
+                    name.to_string(),
+                ] {
                     if let Some(&module) = self.registry.macros.get(&candidate) {
                         return Ok(Value::from_object(MacroCaller {
                             name: candidate,
@@ -359,7 +377,9 @@ impl Object for Adapter {
             }
             _ => Err(JinjaError::new(
                 ErrorKind::UnknownMethod,
-                format!("lake's adapter has no method '{method}' (lake renders without a database connection)"),
+                format!(
+                    "lake's adapter has no method '{method}' (lake renders without a database connection)"
+                ),
             )),
         }
     }
@@ -380,7 +400,10 @@ impl fmt::Debug for Renderer {
 
 impl Renderer {
     /// Builds the environment; macro files that do not parse are errors.
-    pub fn new(registry: Registry, macro_files: &[MacroFile]) -> Result<Renderer, Vec<CompileError>> {
+    pub fn new(
+        registry: Registry,
+        macro_files: &[MacroFile],
+    ) -> Result<Renderer, Vec<CompileError>> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
         env.set_fuel(Some(FUEL));
@@ -427,7 +450,12 @@ impl Renderer {
     /// Renders `source` (the template of `file`) with `ctx`. The prelude that
     /// imports the project's macros shares the template's first line, so
     /// line numbers in errors are the file's own.
-    pub fn render(&self, file: &str, source: &str, ctx: Value) -> Result<(String, Capture), JinjaError> {
+    pub fn render(
+        &self,
+        file: &str,
+        source: &str,
+        ctx: Value,
+    ) -> Result<(String, Capture), JinjaError> {
         let full;
         let text = if self.prelude.is_empty() {
             source
@@ -454,48 +482,58 @@ impl Renderer {
 
 fn install_globals(env: &mut Environment<'static>, registry: &Arc<Registry>) {
     let r = registry.clone();
-    env.add_function("ref", move |state: &mut State<'_, '_>, args: Rest<Value>| {
-        let positional: Vec<&Value> = args.iter().filter(|a| !a.is_kwargs()).collect();
-        let name = match positional.as_slice() {
-            [name] | [_, name] => name.as_str().map(str::to_string),
-            _ => None,
-        }
-        .ok_or_else(|| {
-            JinjaError::new(
-                ErrorKind::InvalidOperation,
-                "ref() takes a model name, or a package and a model name",
-            )
-        })?;
-        let Some(target) = r.refs.get(&name) else {
-            return Err(call_error(CallError::UnknownRef {
-                kind: RefKind::Model,
-                suggestions: suggest(&name, r.refs.keys().map(String::as_str)),
-                name,
-            }));
-        };
-        let relation = Relation::for_ref(&name, &target.zone);
-        state.get_or_insert_extension(Capture::default()).refs.push(name);
-        Ok(Value::from_object(relation))
-    });
+    env.add_function(
+        "ref",
+        move |state: &mut State<'_, '_>, args: Rest<Value>| {
+            let positional: Vec<&Value> = args.iter().filter(|a| !a.is_kwargs()).collect();
+            let name = match positional.as_slice() {
+                [name] | [_, name] => name.as_str().map(str::to_string),
+                _ => None,
+            }
+            .ok_or_else(|| {
+                JinjaError::new(
+                    ErrorKind::InvalidOperation,
+                    "ref() takes a model name, or a package and a model name",
+                )
+            })?;
+            let Some(target) = r.refs.get(&name) else {
+                return Err(call_error(CallError::UnknownRef {
+                    kind: RefKind::Model,
+                    suggestions: suggest(&name, r.refs.keys().map(String::as_str)),
+                    name,
+                }));
+            };
+            let relation = Relation::for_ref(&name, &target.zone);
+            state
+                .get_or_insert_extension(Capture::default())
+                .refs
+                .push(name);
+            Ok(Value::from_object(relation))
+        },
+    );
 
     let r = registry.clone();
-    env.add_function("source", move |state: &mut State<'_, '_>, source: String, table: String| {
-        let Some(relation) = r.sources.get(&(source.clone(), table.clone())) else {
-            let known: Vec<String> = r.sources.keys().map(|(s, t)| format!("{s}.{t}")).collect();
-            let wanted = format!("{source}.{table}");
-            return Err(call_error(CallError::UnknownRef {
-                kind: RefKind::Source,
-                suggestions: suggest(&wanted, known.iter().map(String::as_str)),
-                name: wanted,
-            }));
-        };
-        let (zone, identifier) = relation.split_once('.').unwrap_or(("raw", relation));
-        state
-            .get_or_insert_extension(Capture::default())
-            .sources
-            .push([source, table]);
-        Ok(Value::from_object(Relation::resolved(zone, identifier)))
-    });
+    env.add_function(
+        "source",
+        move |state: &mut State<'_, '_>, source: String, table: String| {
+            let Some(relation) = r.sources.get(&(source.clone(), table.clone())) else {
+                let known: Vec<String> =
+                    r.sources.keys().map(|(s, t)| format!("{s}.{t}")).collect();
+                let wanted = format!("{source}.{table}");
+                return Err(call_error(CallError::UnknownRef {
+                    kind: RefKind::Source,
+                    suggestions: suggest(&wanted, known.iter().map(String::as_str)),
+                    name: wanted,
+                }));
+            };
+            let (zone, identifier) = relation.split_once('.').unwrap_or(("raw", relation));
+            state
+                .get_or_insert_extension(Capture::default())
+                .sources
+                .push([source, table]);
+            Ok(Value::from_object(Relation::resolved(zone, identifier)))
+        },
+    );
 
     let r = registry.clone();
     env.add_function("var", move |name: String, default: Option<Value>| {
@@ -520,19 +558,24 @@ fn install_globals(env: &mut Environment<'static>, registry: &Arc<Registry>) {
     env.add_global("config", Value::from_object(ConfigFn));
 
     env.add_function("is_incremental", |state: &mut State<'_, '_>| {
-        state.get_or_insert_extension(Capture::default()).uses_is_incremental = true;
+        state
+            .get_or_insert_extension(Capture::default())
+            .uses_is_incremental = true;
         state
             .lookup("__lake_is_incremental")
             .is_some_and(|v| v.is_true())
     });
 
-    env.add_function("log", |state: &mut State<'_, '_>, msg: Value, _kwargs: Kwargs| {
-        state
-            .get_or_insert_extension(Capture::default())
-            .logs
-            .push(msg.to_string());
-        Value::from("")
-    });
+    env.add_function(
+        "log",
+        |state: &mut State<'_, '_>, msg: Value, _kwargs: Kwargs| {
+            state
+                .get_or_insert_extension(Capture::default())
+                .logs
+                .push(msg.to_string());
+            Value::from("")
+        },
+    );
 
     env.add_function("return", |state: &mut State<'_, '_>, value: Value| {
         let capture = state.get_or_insert_extension(Capture::default());
@@ -551,16 +594,20 @@ fn install_globals(env: &mut Environment<'static>, registry: &Arc<Registry>) {
         Ok(Value::from(""))
     });
 
-    env.add_function("__lake_bind", |state: &mut State<'_, '_>, modules: Rest<Value>| {
-        state.get_or_insert_extension(Capture::default()).modules = modules.0;
-        Value::from("")
-    });
+    env.add_function(
+        "__lake_bind",
+        |state: &mut State<'_, '_>, modules: Rest<Value>| {
+            state.get_or_insert_extension(Capture::default()).modules = modules.0;
+            Value::from("")
+        },
+    );
 
     let r = registry.clone();
     env.add_function("doc", move |name: String| {
-        r.docs.get(&name).cloned().ok_or_else(|| {
-            call_error(CallError::Raised(format!("unknown docs block '{name}'")))
-        })
+        r.docs
+            .get(&name)
+            .cloned()
+            .ok_or_else(|| call_error(CallError::Raised(format!("unknown docs block '{name}'"))))
     });
 
     for (name, &module) in &registry.macros {

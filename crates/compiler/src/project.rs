@@ -39,7 +39,7 @@ pub struct ProjectFile {
     pub models: Json,
     #[serde(default)]
     pub seeds: Json,
-    #[serde(default, alias = "tests")]
+    #[serde(default, rename = "data_tests", alias = "tests")]
     pub data_tests: Json,
     #[serde(default)]
     pub sources: Json,

@@ -155,8 +155,10 @@ pub fn docs_blocks(text: &str) -> Vec<(String, String)> {
 fn docs_regex() -> &'static regex::Regex {
     static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
     RE.get_or_init(|| {
-        regex::Regex::new(r"(?s)\{%-?\s*docs\s+([A-Za-z_][A-Za-z0-9_]*)\s*-?%\}(.*?)\{%-?\s*enddocs\s*-?%\}")
-            .expect("valid regex")
+        regex::Regex::new(
+            r"(?s)\{%-?\s*docs\s+([A-Za-z_][A-Za-z0-9_]*)\s*-?%\}(.*?)\{%-?\s*enddocs\s*-?%\}",
+        )
+        .expect("valid regex")
     })
 }
 

@@ -13,7 +13,11 @@ use crate::manifest::{Manifest, ResourceType};
 
 /// Resolves `--select` and `--exclude` to unique ids (nodes and sources).
 /// An empty `select` selects everything.
-pub fn select(manifest: &Manifest, select: &[String], exclude: &[String]) -> Result<BTreeSet<String>, CompileError> {
+pub fn select(
+    manifest: &Manifest,
+    select: &[String],
+    exclude: &[String],
+) -> Result<BTreeSet<String>, CompileError> {
     let mut chosen = if select.iter().all(|s| s.trim().is_empty()) {
         all_ids(manifest)
     } else {
@@ -160,7 +164,12 @@ enum Direction {
 
 /// Every node reachable from `start` within `depth` steps (unbounded when
 /// `None`), `start` excluded unless reached again.
-fn walk(manifest: &Manifest, start: &BTreeSet<String>, direction: Direction, depth: Option<usize>) -> BTreeSet<String> {
+fn walk(
+    manifest: &Manifest,
+    start: &BTreeSet<String>,
+    direction: Direction,
+    depth: Option<usize>,
+) -> BTreeSet<String> {
     let map = match direction {
         Direction::Parents => &manifest.parent_map,
         Direction::Children => &manifest.child_map,
@@ -211,7 +220,10 @@ pub fn wildcard_match(pattern: &str, text: &str) -> bool {
 
 /// dbt's fqn matching: the leaf name, or a dotted prefix of the fqn.
 fn fqn_match(fqn: &[String], selector: &str) -> bool {
-    if fqn.last().is_some_and(|leaf| wildcard_match(selector, leaf)) {
+    if fqn
+        .last()
+        .is_some_and(|leaf| wildcard_match(selector, leaf))
+    {
         return true;
     }
     let parts: Vec<&str> = selector.split('.').collect();
@@ -226,12 +238,14 @@ fn fqn_match(fqn: &[String], selector: &str) -> bool {
 
 fn path_match(path: &str, selector: &str) -> bool {
     let selector = selector.trim_start_matches("./").trim_end_matches('/');
-    path == selector
-        || path.starts_with(&format!("{selector}/"))
-        || wildcard_match(selector, path)
+    path == selector || path.starts_with(&format!("{selector}/")) || wildcard_match(selector, path)
 }
 
-fn match_method(manifest: &Manifest, method: Option<&str>, value: &str) -> Result<BTreeSet<String>, String> {
+fn match_method(
+    manifest: &Manifest,
+    method: Option<&str>,
+    value: &str,
+) -> Result<BTreeSet<String>, String> {
     let mut out = BTreeSet::new();
     let method = method.unwrap_or(if value.contains('/') || value.ends_with(".sql") {
         "path"
@@ -263,7 +277,11 @@ fn match_method(manifest: &Manifest, method: Option<&str>, value: &str) -> Resul
                         "generic" => node.test_metadata.is_some(),
                         "singular" => node.test_metadata.is_none(),
                         "data" | "unit" => false,
-                        _ => return Err(format!("unknown test_type '{value}'; use generic or singular")),
+                        _ => {
+                            return Err(format!(
+                                "unknown test_type '{value}'; use generic or singular"
+                            ));
+                        }
                     }
             }
             "test_name" => node
@@ -291,7 +309,8 @@ fn match_method(manifest: &Manifest, method: Option<&str>, value: &str) -> Resul
                 let mut parts = value.splitn(2, '.');
                 let s = parts.next().unwrap_or_default();
                 let t = parts.next();
-                wildcard_match(s, &source.source_name) && t.is_none_or(|t| wildcard_match(t, &source.name))
+                wildcard_match(s, &source.source_name)
+                    && t.is_none_or(|t| wildcard_match(t, &source.name))
             }
             "resource_type" => value == "source",
             "tag" => source.tags.iter().any(|t| wildcard_match(value, t)),

@@ -33,7 +33,9 @@ pub fn write_artifacts(
     let project = manifest.metadata.project_name.clone();
     let mut jobs: Vec<(String, &str)> = Vec::new();
     for node in manifest.nodes.values_mut() {
-        if node.resource_type == ResourceType::Seed || selected.is_some_and(|s| !s.contains(&node.unique_id)) {
+        if node.resource_type == ResourceType::Seed
+            || selected.is_some_and(|s| !s.contains(&node.unique_id))
+        {
             continue;
         }
         let rel = if node.test_metadata.is_some() {
@@ -71,7 +73,9 @@ pub fn write_artifacts(
     drop(writer);
     // Readers never see a half-written manifest.
     std::fs::rename(&tmp, &manifest_path).map_err(|e| io_err(&manifest_path, e))?;
-    let manifest_bytes = std::fs::metadata(&manifest_path).map(|m| m.len()).unwrap_or(0);
+    let manifest_bytes = std::fs::metadata(&manifest_path)
+        .map(|m| m.len())
+        .unwrap_or(0);
     Ok(WriteStats {
         compiled_files: jobs.len(),
         manifest_bytes,
