@@ -53,6 +53,9 @@ pub fn cli_markdown() -> String {
                 .or(arg.get_help())
                 .map(|h| h.to_string().replace('\n', " "))
                 .unwrap_or_default();
+            if !help.is_empty() && !help.ends_with('.') && !help.ends_with(')') {
+                help.push('.');
+            }
             let values: Vec<String> = arg
                 .get_possible_values()
                 .iter()
