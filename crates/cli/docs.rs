@@ -35,11 +35,7 @@ pub fn cli_markdown() -> String {
             let _ = writeln!(md, "Alias: `lake {}`.\n", aliases.join("`, `lake "));
         }
         let usage = sub.clone().render_usage().to_string();
-        let usage = usage.trim_start_matches("Usage: ").replacen(
-            sub.get_name(),
-            &format!("lake {}", sub.get_name()),
-            1,
-        );
+        let usage = usage.trim_start_matches("Usage: ");
         let _ = writeln!(md, "```\n{usage}\n```\n");
         md.push_str("| flag | description |\n|---|---|\n");
         for arg in sub.get_arguments().filter(|a| !a.is_hide_set()) {
@@ -53,7 +49,7 @@ pub fn cli_markdown() -> String {
                 .or(arg.get_help())
                 .map(|h| h.to_string().replace('\n', " "))
                 .unwrap_or_default();
-            if !help.is_empty() && !help.ends_with('.') && !help.ends_with(')') {
+            if !help.is_empty() && !help.ends_with('.') {
                 help.push('.');
             }
             let values: Vec<String> = arg
