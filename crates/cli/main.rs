@@ -10,6 +10,12 @@ mod output;
 
 use std::process::ExitCode;
 
+// Compiling builds and drops many small strings on every thread; mimalloc
+// is markedly faster than glibc's allocator at that (as datafusion-cli
+// also finds).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser as _;
 
 use crate::args::{Cli, Command};

@@ -84,5 +84,6 @@ pub fn run(args: CompileArgs) -> CmdResult {
             )?;
         }
     }
+    super::release(compiled);
     Ok(())
 }

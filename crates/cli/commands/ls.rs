@@ -72,5 +72,6 @@ pub fn run(args: LsArgs) -> CmdResult {
         writeln!(out, "{line}")?;
     }
     out.flush()?;
+    super::release(compiled);
     Ok(())
 }

@@ -40,6 +40,8 @@ pub struct Compiled {
     pub project: ProjectFile,
     /// Non-fatal findings (properties for models that do not exist, ...).
     pub warnings: Vec<String>,
+    /// How long each phase took (for `LAKE_TIMINGS=1`).
+    pub timings: Vec<(&'static str, std::time::Duration)>,
     renderer: Renderer,
     /// Rendered SQL with `ref()` sentinels still in, by unique id.
     rendered: HashMap<String, String>,
@@ -84,6 +86,7 @@ struct Patch {
 
 /// Compiles the project in `dir`.
 pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, CompileErrors> {
+    let mut clock = Clock::new();
     let project = ProjectFile::load(dir)?;
     let mut errors: Vec<CompileError> = Vec::new();
     let mut warnings: Vec<String> = Vec::new();
@@ -91,13 +94,33 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
     let target_name = resolve_target(&project, options.target.as_deref())?;
     let vars = resolve_vars(&project, options.vars.as_deref())?;
     let found = discover(&project, &mut errors);
+    clock.lap("discover");
 
     // Properties YAML.
     let mut model_patches: HashMap<String, Patch> = HashMap::new();
     let mut seed_patches: HashMap<String, Patch> = HashMap::new();
-    let mut source_props: Vec<(String, String, properties::SourceProperties)> = Vec::new();
-    for (file, text) in &found.property_files {
-        let parsed: PropertiesFile = match yaml::from_str(text, file) {
+    let mut source_props: Vec<(String, properties::SourceProperties)> = Vec::new();
+    let mut name_lines: HashMap<String, yaml::NameLines> = HashMap::new();
+    let parsed_files: Vec<(
+        &String,
+        &String,
+        yaml::NameLines,
+        Result<PropertiesFile, CompileError>,
+    )> = found
+        .property_files
+        .par_iter()
+        .map(|(file, text)| {
+            (
+                file,
+                text,
+                yaml::NameLines::new(text),
+                yaml::from_str(text, file),
+            )
+        })
+        .collect();
+    for (file, _text, lines, parsed) in parsed_files {
+        let lines = name_lines.entry(file.clone()).or_insert(lines);
+        let parsed: PropertiesFile = match parsed {
             Ok(p) => p,
             Err(e) => {
                 errors.push(e);
@@ -109,7 +132,7 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
             (parsed.seeds, &mut seed_patches),
         ] {
             for props in list {
-                let line = yaml::find_entry_line(text, "name", &props.name);
+                let line = lines.find(&props.name, 1);
                 if let Some(previous) = patches.get(&props.name) {
                     errors.push(CompileError::InvalidProperty {
                         location: Location::new(file.clone(), line),
@@ -132,9 +155,11 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
             }
         }
         for source in parsed.sources {
-            source_props.push((file.clone(), text.clone(), source));
+            source_props.push((file.clone(), source));
         }
     }
+
+    clock.lap("properties");
 
     // Names and duplicates.
     let mut refs: HashMap<String, RefTarget> = HashMap::new();
@@ -207,7 +232,8 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
     let mut sources: IndexMap<String, SourceDefinition> = IndexMap::new();
     let mut source_relations: HashMap<(String, String), String> = HashMap::new();
     let mut source_tests: Vec<(String, usize, String, Option<String>, TestSpec)> = Vec::new();
-    for (file, text, source) in &source_props {
+    for (file, source) in &source_props {
+        let lines = &name_lines[file];
         for table in &source.tables {
             let mut cfg = config::from_tree(
                 &project.sources,
@@ -241,7 +267,7 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
             tags.extend(table.tags.iter().cloned());
             let mut meta = source.meta.clone();
             meta.extend(table.meta.clone());
-            let table_line = yaml::find_entry_line(text, "name", &table.name);
+            let table_line = lines.find(&table.name, 1);
             for entry in table.all_tests() {
                 push_test_spec(
                     &mut source_tests,
@@ -254,7 +280,7 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
                 );
             }
             for column in &table.columns {
-                let line = yaml::find_entry_line(text, "name", &column.name);
+                let line = lines.find(&column.name, table_line);
                 for entry in column.all_tests() {
                     push_test_spec(
                         &mut source_tests,
@@ -332,6 +358,8 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
         }
     };
 
+    clock.lap("sources and macros");
+
     // Render models and singular tests, in parallel.
     let render_one =
         |file: &SqlFile, resource: ResourceType| -> Result<(String, Capture), CompileError> {
@@ -354,16 +382,27 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
                 .render(&file.original_file_path, &file.raw, ctx)
                 .map_err(|e| jinja::to_compile_error(&e, &file.original_file_path, &file.name))
         };
-    let rendered_models: Vec<Result<(String, Capture), CompileError>> = found
+    // Configs are typed here too, in parallel: config() calls are only
+    // known after rendering.
+    let rendered_models: Vec<Result<(String, Capture, NodeConfig), CompileError>> = found
         .models
         .par_iter()
-        .map(|m| render_one(m, ResourceType::Model))
+        .map(|m| {
+            let (sql, capture) = render_one(m, ResourceType::Model)?;
+            let location = Location::new(m.original_file_path.clone(), config_line(&m.raw));
+            let mut cfg = pre_configs.get(&m.name).cloned().unwrap_or_default();
+            config::merge(&mut cfg, &capture.config);
+            let node_config = NodeConfig::from_map(cfg, "view", "curated", &location)?;
+            Ok((sql, capture, node_config))
+        })
         .collect();
     let rendered_tests: Vec<Result<(String, Capture), CompileError>> = found
         .singular_tests
         .par_iter()
         .map(|t| render_one(t, ResourceType::Test))
         .collect();
+
+    clock.lap("render");
 
     // Model and seed nodes.
     let mut nodes: IndexMap<String, Node> = IndexMap::new();
@@ -375,18 +414,8 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
         if name_files.get(&file.name) != Some(&file.original_file_path) {
             continue; // a duplicate, reported above
         }
-        let (sql, capture) = match result {
+        let (sql, capture, node_config) = match result {
             Ok(r) => r,
-            Err(e) => {
-                errors.push(e);
-                continue;
-            }
-        };
-        let location = Location::new(file.original_file_path.clone(), config_line(&file.raw));
-        let mut cfg = pre_configs.remove(&file.name).unwrap_or_default();
-        config::merge(&mut cfg, &capture.config);
-        let node_config = match NodeConfig::from_map(cfg, "view", "curated", &location) {
-            Ok(c) => c,
             Err(e) => {
                 errors.push(e);
                 continue;
@@ -573,6 +602,8 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
         );
     }
 
+    clock.lap("nodes");
+
     // Generic tests of models and seeds, then of sources.
     let mut specs: Vec<(String, usize, String, Option<String>, TestSpec)> = Vec::new();
     for (patches, prefix) in [(&model_patches, "model"), (&seed_patches, "seed")] {
@@ -611,15 +642,9 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
                     entry,
                 );
             }
-            let text = found
-                .property_files
-                .iter()
-                .find(|(f, _)| *f == patch.file)
-                .map(|(_, t)| t.as_str())
-                .unwrap_or("");
+            let lines = &name_lines[&patch.file];
             for column in &patch.props.columns {
-                let line =
-                    yaml::find_text_line(text, &format!("name: {}", column.name), patch.line);
+                let line = lines.find(&column.name, patch.line);
                 for entry in column.all_tests() {
                     push_test_spec(
                         &mut specs,
@@ -636,18 +661,24 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
     }
     specs.sort_by(|a, b| (&a.0, a.1, &a.2).cmp(&(&b.0, b.1, &b.2)));
     specs.extend(source_tests);
-    for (file, line, attached, column, spec) in specs {
-        match generic_test_node(
-            &project,
-            &renderer,
-            &nodes,
-            &sources,
-            &file,
-            line,
-            &attached,
-            column.as_deref(),
-            &spec,
-        ) {
+    let built: Vec<Result<Option<(Node, String)>, CompileError>> = specs
+        .par_iter()
+        .map(|(file, line, attached, column, spec)| {
+            generic_test_node(
+                &project,
+                &renderer,
+                &nodes,
+                &sources,
+                file,
+                *line,
+                attached,
+                column.as_deref(),
+                spec,
+            )
+        })
+        .collect();
+    for result in built {
+        match result {
             Ok(Some((node, sql))) => {
                 if nodes.contains_key(&node.unique_id) {
                     continue; // the same test declared twice
@@ -659,6 +690,7 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
             Err(e) => errors.push(e),
         }
     }
+    clock.lap("generic tests");
 
     // Dependencies.
     let mut parent_map: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -714,6 +746,7 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
     if !errors.is_empty() {
         return Err(CompileErrors(errors));
     }
+    clock.lap("dag");
     let mut child_map: BTreeMap<String, Vec<String>> =
         parent_map.keys().map(|k| (k.clone(), vec![])).collect();
     for (child, parents) in &parent_map {
@@ -742,24 +775,36 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
         child_map,
     };
 
-    // Resolve refs, parents first, so ephemeral parents are final before
-    // their children inline them.
-    for id in manifest
-        .topological_order()
-        .into_iter()
-        .map(str::to_string)
-        .collect::<Vec<_>>()
-    {
+    // Resolve refs. Ephemeral models first, parents before children, since
+    // their children inline their compiled code; then everything else, in
+    // parallel.
+    for id in ephemeral_order(&manifest) {
         if let Some(sql) = rendered.get(&id) {
             let compiled = finish_sql(&manifest, &id, sql);
             manifest.nodes[&id].compiled_code = compiled;
         }
     }
-
+    let finished: Vec<(&String, String)> = rendered
+        .par_iter()
+        .filter(|(id, _)| {
+            manifest
+                .nodes
+                .get(*id)
+                .is_some_and(|n| n.config.materialized != "ephemeral")
+        })
+        .map(|(id, sql)| (id, finish_sql(&manifest, id, sql)))
+        .collect();
+    for (id, compiled) in finished {
+        if let Some(node) = manifest.nodes.get_mut(id) {
+            node.compiled_code = compiled;
+        }
+    }
+    clock.lap("resolve refs");
     Ok(Compiled {
         manifest,
         project,
         warnings,
+        timings: clock.laps,
         renderer,
         rendered,
     })
@@ -807,6 +852,27 @@ impl Compiled {
     }
 }
 
+/// Phase timings.
+struct Clock {
+    last: std::time::Instant,
+    laps: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        Clock {
+            last: std::time::Instant::now(),
+            laps: Vec::new(),
+        }
+    }
+
+    fn lap(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.laps.push((name, now - self.last));
+        self.last = now;
+    }
+}
+
 /// The per-node render context.
 fn node_context(
     name: &str,
@@ -834,6 +900,42 @@ fn node_context(
         __lake_config => jinja::to_value(&pre_config),
         __lake_is_incremental => is_incremental,
     }
+}
+
+/// Ephemeral models, each after its ephemeral parents.
+fn ephemeral_order(manifest: &Manifest) -> Vec<String> {
+    let is_ephemeral = |id: &str| {
+        manifest
+            .nodes
+            .get(id)
+            .is_some_and(|n| n.config.materialized == "ephemeral")
+    };
+    let mut pending: Vec<&Node> = manifest
+        .nodes
+        .values()
+        .filter(|n| is_ephemeral(&n.unique_id))
+        .collect();
+    let mut done: BTreeSet<String> = BTreeSet::new();
+    let mut order = Vec::new();
+    while !pending.is_empty() {
+        let before = pending.len();
+        pending.retain(|n| {
+            let ready = n
+                .depends_on
+                .nodes
+                .iter()
+                .all(|p| !is_ephemeral(p) || done.contains(p));
+            if ready {
+                done.insert(n.unique_id.clone());
+                order.push(n.unique_id.clone());
+            }
+            !ready
+        });
+        if pending.len() == before {
+            break; // a cycle, reported by the DAG check before this runs
+        }
+    }
+    order
 }
 
 /// Replaces sentinels with relation names (or ephemeral CTE names) and
@@ -985,44 +1087,78 @@ fn resolve_vars(
     Ok(vars)
 }
 
-/// Walks the project's folders.
+/// What a discovered file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FileKind {
+    Model,
+    Seed,
+    /// A `.sql` file under macro-paths, or a test-paths file that defines
+    /// macros (dbt's `tests/generic/`).
+    Macro,
+    /// A `.sql` file under test-paths: a singular test, unless it defines
+    /// `{% test %}` blocks.
+    TestSql,
+    Properties,
+    Docs,
+}
+
+/// Walks each project folder once, in name order, and reads every file it
+/// needs in parallel.
 fn discover(project: &ProjectFile, errors: &mut Vec<CompileError>) -> Discovered {
-    let mut found = Discovered::default();
-    let read = |path: &Path, rel: &str, errors: &mut Vec<CompileError>| -> Option<String> {
-        match std::fs::read_to_string(path) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                errors.push(CompileError::Io {
-                    location: Location::new(rel, 0),
-                    message: e.to_string(),
-                });
-                None
-            }
-        }
-    };
-    let files = |root: &str| -> Vec<(std::path::PathBuf, String, String)> {
+    let mut roles: Vec<(&String, FileKind)> = Vec::new();
+    roles.extend(project.model_paths.iter().map(|r| (r, FileKind::Model)));
+    roles.extend(project.seed_paths.iter().map(|r| (r, FileKind::Seed)));
+    roles.extend(project.macro_paths.iter().map(|r| (r, FileKind::Macro)));
+    roles.extend(project.test_paths.iter().map(|r| (r, FileKind::TestSql)));
+    // (kind, path on disk, path within its folder, path within the project)
+    let mut listed: Vec<(FileKind, std::path::PathBuf, String, String)> = Vec::new();
+    let mut seen_text: BTreeSet<String> = BTreeSet::new();
+    for (root, role) in roles {
         let base = project.dir.join(root);
         if !base.is_dir() {
-            return vec![];
+            continue;
         }
-        walkdir::WalkDir::new(&base)
+        let entries = walkdir::WalkDir::new(&base)
             .sort_by_file_name()
             .into_iter()
             .filter_map(Result::ok)
             .filter(|e| e.file_type().is_file())
-            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-            .filter_map(|e| {
-                let within = e
-                    .path()
-                    .strip_prefix(&base)
-                    .ok()?
-                    .to_string_lossy()
-                    .replace('\\', "/");
-                let original = format!("{}/{within}", root.trim_end_matches('/'));
-                Some((e.path().to_path_buf(), within, original))
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'));
+        for e in entries {
+            let Ok(within) = e.path().strip_prefix(&base) else {
+                continue;
+            };
+            let within = within.to_string_lossy().replace('\\', "/");
+            let original = format!("{}/{within}", root.trim_end_matches('/'));
+            let ext = e.path().extension().and_then(|x| x.to_str()).unwrap_or("");
+            let kind = match (ext, role) {
+                ("yml" | "yaml", _) => FileKind::Properties,
+                ("md", _) => FileKind::Docs,
+                ("sql", FileKind::Model | FileKind::Macro | FileKind::TestSql) => role,
+                ("csv", FileKind::Seed) => FileKind::Seed,
+                _ => continue,
+            };
+            // A folder listed under two roles is read once per kind of text.
+            if matches!(kind, FileKind::Properties | FileKind::Docs)
+                && !seen_text.insert(original.clone())
+            {
+                continue;
+            }
+            listed.push((kind, e.path().to_path_buf(), within, original));
+        }
+    }
+    let texts: Vec<Result<String, CompileError>> = listed
+        .par_iter()
+        .map(|(kind, path, _, original)| {
+            if *kind == FileKind::Seed {
+                return Ok(String::new()); // seeds are read by the engine
+            }
+            std::fs::read_to_string(path).map_err(|e| CompileError::Io {
+                location: Location::new(original.clone(), 0),
+                message: e.to_string(),
             })
-            .collect()
-    };
+        })
+        .collect();
     let fqn_of = |within: &str, name: &str| -> Vec<String> {
         let mut fqn = vec![project.name.clone()];
         let mut parts: Vec<&str> = within.split('/').collect();
@@ -1035,79 +1171,51 @@ fn discover(project: &ProjectFile, errors: &mut Vec<CompileError>) -> Discovered
         let file = within.rsplit('/').next().unwrap_or(within);
         file.rsplit_once('.').map_or(file, |(s, _)| s).to_string()
     };
-    let mut all_paths: Vec<&String> = project.model_paths.iter().collect();
-    all_paths.extend(&project.seed_paths);
-    all_paths.extend(&project.macro_paths);
-    all_paths.extend(&project.test_paths);
-    let mut seen_yaml: BTreeSet<String> = BTreeSet::new();
-    for root in all_paths {
-        for (path, _, original) in files(root) {
-            let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-            if (ext == "yml" || ext == "yaml") && seen_yaml.insert(original.clone()) {
-                if let Some(text) = read(&path, &original, errors) {
-                    found.property_files.push((original, text));
-                }
-            } else if ext == "md"
-                && let Some(text) = read(&path, &original, errors)
-            {
-                found.docs.extend(properties::docs_blocks(&text));
-            }
-        }
-    }
-    for root in &project.model_paths {
-        for (path, within, original) in files(root) {
-            if path.extension().and_then(|e| e.to_str()) != Some("sql") {
+    let mut found = Discovered::default();
+    for ((kind, _, within, original), text) in listed.into_iter().zip(texts) {
+        let text = match text {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(e);
                 continue;
             }
-            if let Some(raw) = read(&path, &original, errors) {
+        };
+        match kind {
+            FileKind::Properties => found.property_files.push((original, text)),
+            FileKind::Docs => found.docs.extend(properties::docs_blocks(&text)),
+            FileKind::Seed => {
+                let name = stem(&within);
+                found.seeds.push(SeedFile {
+                    fqn: fqn_of(&within, &name),
+                    name,
+                    path: within,
+                    original_file_path: original,
+                });
+            }
+            FileKind::Model => {
                 let name = stem(&within);
                 found.models.push(SqlFile {
                     fqn: fqn_of(&within, &name),
                     name,
                     path: within,
                     original_file_path: original,
-                    raw,
+                    raw: text,
                 });
             }
-        }
-    }
-    for root in &project.seed_paths {
-        for (path, within, original) in files(root) {
-            if path.extension().and_then(|e| e.to_str()) != Some("csv") {
-                continue;
-            }
-            let name = stem(&within);
-            found.seeds.push(SeedFile {
-                fqn: fqn_of(&within, &name),
-                name,
-                path: within,
-                original_file_path: original,
-            });
-        }
-    }
-    let macro_roots = project.macro_paths.iter().map(|r| (r, false));
-    let test_roots = project.test_paths.iter().map(|r| (r, true));
-    for (root, is_test_path) in macro_roots.chain(test_roots) {
-        for (path, within, original) in files(root) {
-            if path.extension().and_then(|e| e.to_str()) != Some("sql") {
-                continue;
-            }
-            let Some(raw) = read(&path, &original, errors) else {
-                continue;
-            };
-            let defines_macros = raw.contains("macro ") || raw.contains("test ");
-            let macro_file = jinja::prepare_macro_file(&original, &raw);
-            if !is_test_path || (defines_macros && !macro_file.names.is_empty()) {
-                found.macro_files.push(macro_file);
-            } else {
-                let name = stem(&within);
-                found.singular_tests.push(SqlFile {
-                    fqn: fqn_of(&within, &name),
-                    name,
-                    path: within,
-                    original_file_path: original,
-                    raw,
-                });
+            FileKind::Macro | FileKind::TestSql => {
+                let macro_file = jinja::prepare_macro_file(&original, &text);
+                if kind == FileKind::Macro || !macro_file.names.is_empty() {
+                    found.macro_files.push(macro_file);
+                } else {
+                    let name = stem(&within);
+                    found.singular_tests.push(SqlFile {
+                        fqn: fqn_of(&within, &name),
+                        name,
+                        path: within,
+                        original_file_path: original,
+                        raw: text,
+                    });
+                }
             }
         }
     }

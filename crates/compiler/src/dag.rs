@@ -1,82 +1,76 @@
 //! The dependency graph: cycle detection that reports every cycle, each as
 //! its whole path.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Finds the cycles of a graph given as `node -> parents`. Each cycle is
 /// returned in data-flow order and closed (`[a, b, c, a]`: `a` feeds `b`).
 pub fn find_cycles(parents: &BTreeMap<String, Vec<String>>) -> Vec<Vec<String>> {
+    // Work on indices: this runs over every node of large projects.
+    let names: Vec<&str> = parents.keys().map(String::as_str).collect();
+    let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+    let parent_ids: Vec<Vec<usize>> = parents
+        .values()
+        .map(|ps| {
+            ps.iter()
+                .filter_map(|p| index.get(p.as_str()).copied())
+                .collect()
+        })
+        .collect();
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); names.len()];
+    for (node, ps) in parent_ids.iter().enumerate() {
+        for &p in ps {
+            children[p].push(node);
+        }
+    }
     // Peel off every node whose parents are all peeled (Kahn); what stays
     // is on a cycle or downstream of one, and every such node keeps at least
     // one remaining parent, so walking parents from it must loop.
-    let mut children: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    let mut indegree: BTreeMap<&str, usize> = BTreeMap::new();
-    for (node, ps) in parents {
-        let known: Vec<&str> = ps
-            .iter()
-            .map(String::as_str)
-            .filter(|p| parents.contains_key(*p))
-            .collect();
-        indegree.insert(node, known.len());
-        for p in known {
-            children.entry(p).or_default().push(node);
-        }
-    }
-    let mut ready: Vec<&str> = indegree
-        .iter()
-        .filter(|(_, d)| **d == 0)
-        .map(|(n, _)| *n)
-        .collect();
+    let mut indegree: Vec<usize> = parent_ids.iter().map(Vec::len).collect();
+    let mut ready: Vec<usize> = (0..names.len()).filter(|&i| indegree[i] == 0).collect();
+    let mut remaining = vec![true; names.len()];
     while let Some(n) = ready.pop() {
-        indegree.remove(n);
-        for c in children.get(n).into_iter().flatten() {
-            if let Some(d) = indegree.get_mut(c) {
-                *d -= 1;
-                if *d == 0 {
-                    ready.push(c);
-                }
+        remaining[n] = false;
+        for &c in &children[n] {
+            indegree[c] -= 1;
+            if indegree[c] == 0 {
+                ready.push(c);
             }
         }
     }
-    let remaining: BTreeSet<&str> = indegree.keys().copied().collect();
     let mut seen_cycles: BTreeSet<Vec<String>> = BTreeSet::new();
+    let mut on_reported_cycle = vec![false; names.len()];
     let mut cycles = Vec::new();
-    let mut on_reported_cycle: BTreeSet<&str> = BTreeSet::new();
-    for &start in &remaining {
-        if on_reported_cycle.contains(start) {
+    for start in (0..names.len()).filter(|&i| remaining[i]) {
+        if on_reported_cycle[start] {
             continue;
         }
-        let mut path: Vec<&str> = vec![start];
-        let mut position: BTreeMap<&str, usize> = BTreeMap::from([(start, 0)]);
+        let mut path: Vec<usize> = vec![start];
+        let mut position: HashMap<usize, usize> = HashMap::from([(start, 0)]);
         let mut current = start;
         let cycle = loop {
-            let next = parents[current]
+            let next = parent_ids[current]
                 .iter()
-                .map(String::as_str)
-                .find(|p| remaining.contains(p))
+                .copied()
+                .find(|&p| remaining[p])
                 .expect("a node left by Kahn's algorithm has a remaining parent");
-            if let Some(&i) = position.get(next) {
+            if let Some(&i) = position.get(&next) {
                 break path[i..].to_vec();
             }
             position.insert(next, path.len());
             path.push(next);
             current = next;
         };
-        // The walk went child -> parent; report parent -> child.
-        let mut cycle: Vec<String> = cycle.iter().rev().map(|s| s.to_string()).collect();
-        // Start at the smallest name so the same cycle prints the same way.
+        // The walk went child -> parent; report parent -> child, starting at
+        // the smallest name so the same cycle always prints the same way.
+        let mut cycle: Vec<String> = cycle.iter().rev().map(|&i| names[i].to_string()).collect();
         let min = (0..cycle.len()).min_by_key(|&i| &cycle[i]).unwrap_or(0);
         cycle.rotate_left(min);
-        let key: Vec<String> = {
-            let mut k = cycle.clone();
-            k.sort();
-            k
-        };
+        let mut key = cycle.clone();
+        key.sort();
         if seen_cycles.insert(key) {
             for n in &cycle {
-                if let Some(&r) = remaining.get(n.as_str()) {
-                    on_reported_cycle.insert(r);
-                }
+                on_reported_cycle[index[n.as_str()]] = true;
             }
             let first = cycle[0].clone();
             cycle.push(first);

@@ -332,7 +332,8 @@ fn config_match(config: Option<&Json>, value: &str) -> bool {
         Some(Json::String(s)) => wildcard_match(value, s),
         Some(Json::Array(items)) => items.iter().any(|i| config_match(Some(i), value)),
         Some(Json::Bool(b)) => value.eq_ignore_ascii_case(&b.to_string()),
-        Some(other) => other.to_string() == value,
+        Some(Json::Number(n)) => value.parse::<f64>().ok() == n.as_f64(),
+        Some(_) => false,
     }
 }
 

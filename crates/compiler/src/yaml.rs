@@ -21,24 +21,6 @@ fn strip_location(message: &str) -> String {
     }
 }
 
-/// The 1-based line of the first `key: value` entry whose value is `value`
-/// (also as a list item `- key: value`), or 0. Used to point errors about a
-/// named YAML entry at its line, since serde does not keep spans.
-pub fn find_entry_line(text: &str, key: &str, value: &str) -> usize {
-    for (i, line) in text.lines().enumerate() {
-        let t = line.trim_start().trim_start_matches("- ").trim_start();
-        if let Some(rest) = t.strip_prefix(key)
-            && let Some(rest) = rest.trim_start().strip_prefix(':')
-        {
-            let v = rest.trim().trim_matches(|c| c == '"' || c == '\'');
-            if v == value {
-                return i + 1;
-            }
-        }
-    }
-    0
-}
-
 /// The 1-based line of the first `key:`, or 0.
 pub fn find_key_line(text: &str, key: &str) -> usize {
     for (i, line) in text.lines().enumerate() {
@@ -52,13 +34,34 @@ pub fn find_key_line(text: &str, key: &str) -> usize {
     0
 }
 
-/// The 1-based line of the first occurrence of `needle` at or after line
-/// `from` (1-based), or `from` when it does not occur.
-pub fn find_text_line(text: &str, needle: &str, from: usize) -> usize {
-    for (i, line) in text.lines().enumerate().skip(from.saturating_sub(1)) {
-        if line.contains(needle) {
-            return i + 1;
+/// The lines of every `name: value` entry of a YAML file, built in one pass
+/// so that pointing errors at entries stays linear in the file size.
+#[derive(Debug, Default)]
+pub struct NameLines {
+    lines: std::collections::HashMap<String, Vec<usize>>,
+}
+
+impl NameLines {
+    pub fn new(text: &str) -> NameLines {
+        let mut lines: std::collections::HashMap<String, Vec<usize>> =
+            std::collections::HashMap::new();
+        for (i, line) in text.lines().enumerate() {
+            let t = line.trim_start().trim_start_matches("- ").trim_start();
+            if let Some(rest) = t.strip_prefix("name")
+                && let Some(rest) = rest.trim_start().strip_prefix(':')
+            {
+                let value = rest.trim().trim_matches(|c| c == '"' || c == '\'');
+                lines.entry(value.to_string()).or_default().push(i + 1);
+            }
         }
+        NameLines { lines }
     }
-    from
+
+    /// The first line at or after `from` with `name: value`, else `from`.
+    pub fn find(&self, value: &str, from: usize) -> usize {
+        self.lines
+            .get(value)
+            .and_then(|ls| ls.iter().find(|l| **l >= from).copied())
+            .unwrap_or(from)
+    }
 }
