@@ -273,3 +273,38 @@ fn a_closed_pipe_is_not_an_error() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn recompiling_rewrites_changed_and_missing_files_only() {
+    let dir = example_project();
+    assert!(lake(dir.path(), &["compile"]).status.success());
+    let compiled = dir
+        .path()
+        .join("target/compiled/shop_ai/models/marts/daily_revenue.sql");
+    let other = dir
+        .path()
+        .join("target/compiled/shop_ai/models/marts/customer_summary.sql");
+    let before = std::fs::metadata(&other).unwrap().modified().unwrap();
+    // A changed model is written again...
+    let model = dir.path().join("models/marts/daily_revenue.sql");
+    let sql = std::fs::read_to_string(&model).unwrap();
+    std::fs::write(&model, sql.replace("as buyers", "as distinct_buyers")).unwrap();
+    // ...and so is a compiled file someone deleted.
+    let deleted = dir
+        .path()
+        .join("target/compiled/shop_ai/models/staging/stg_orders.sql");
+    std::fs::remove_file(&deleted).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert!(lake(dir.path(), &["compile"]).status.success());
+    assert!(
+        std::fs::read_to_string(&compiled)
+            .unwrap()
+            .contains("as distinct_buyers")
+    );
+    assert!(deleted.is_file());
+    assert_eq!(
+        std::fs::metadata(&other).unwrap().modified().unwrap(),
+        before,
+        "unchanged files are left alone"
+    );
+}

@@ -165,48 +165,45 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
     let mut refs: HashMap<String, RefTarget> = HashMap::new();
     let mut name_files: HashMap<String, String> = HashMap::new();
     let mut pre_configs: HashMap<String, ConfigMap> = HashMap::new();
-    for model in &found.models {
-        if let Some(other) = name_files.insert(model.name.clone(), model.original_file_path.clone())
-        {
+    // Models and seeds share one namespace; their pre-render config comes
+    // from the project tree and properties YAML.
+    let named = found
+        .models
+        .iter()
+        .map(|m| (&m.name, &m.original_file_path, &m.fqn, ResourceType::Model))
+        .chain(
+            found
+                .seeds
+                .iter()
+                .map(|s| (&s.name, &s.original_file_path, &s.fqn, ResourceType::Seed)),
+        );
+    for (name, file, fqn, resource) in named {
+        if let Some(other) = name_files.insert(name.clone(), file.clone()) {
             errors.push(CompileError::DuplicateName {
-                resource_type: "model".into(),
-                name: model.name.clone(),
-                files: [other, model.original_file_path.clone()],
+                resource_type: match resource {
+                    ResourceType::Model => "model".into(),
+                    _ => "model or seed".into(),
+                },
+                name: name.clone(),
+                files: [other, file.clone()],
             });
             continue;
         }
-        let mut cfg = config::from_tree(&project.models, &model.fqn);
-        if let Some(patch) = model_patches.get(&model.name) {
+        let (tree, patches, default_zone) = match resource {
+            ResourceType::Model => (&project.models, &model_patches, "curated"),
+            _ => (&project.seeds, &seed_patches, "raw"),
+        };
+        let mut cfg = config::from_tree(tree, fqn);
+        if let Some(patch) = patches.get(name) {
             config::merge(&mut cfg, &patch.props.effective_config());
         }
         let zone = cfg
             .get("zone")
             .and_then(Json::as_str)
-            .unwrap_or("curated")
+            .unwrap_or(default_zone)
             .to_string();
-        refs.insert(model.name.clone(), RefTarget { zone });
-        pre_configs.insert(model.name.clone(), cfg);
-    }
-    for seed in &found.seeds {
-        if let Some(other) = name_files.insert(seed.name.clone(), seed.original_file_path.clone()) {
-            errors.push(CompileError::DuplicateName {
-                resource_type: "model or seed".into(),
-                name: seed.name.clone(),
-                files: [other, seed.original_file_path.clone()],
-            });
-            continue;
-        }
-        let mut cfg = config::from_tree(&project.seeds, &seed.fqn);
-        if let Some(patch) = seed_patches.get(&seed.name) {
-            config::merge(&mut cfg, &patch.props.effective_config());
-        }
-        let zone = cfg
-            .get("zone")
-            .and_then(Json::as_str)
-            .unwrap_or("raw")
-            .to_string();
-        refs.insert(seed.name.clone(), RefTarget { zone });
-        pre_configs.insert(seed.name.clone(), cfg);
+        refs.insert(name.clone(), RefTarget { zone });
+        pre_configs.insert(name.clone(), cfg);
     }
     for (patches, kind) in [(&model_patches, "model"), (&seed_patches, "seed")] {
         let mut names: Vec<&String> = patches.keys().collect();
