@@ -28,6 +28,21 @@ pub enum Command {
     /// List the project's nodes (models, seeds, tests, sources).
     #[command(visible_alias = "list")]
     Ls(LsArgs),
+    /// Run seeds, models and tests in DAG order, writing Delta tables.
+    ///
+    /// Each model's tests run right after it; a model that fails, or an
+    /// `error` test that fails, skips everything downstream while the rest
+    /// of the DAG goes on. Results go to target/run_results.json.
+    Build(RunArgs),
+    /// Run models only (no seeds, no tests).
+    Run(RunArgs),
+    /// Load seeds (CSV files) into the raw zone.
+    Seed(RunArgs),
+    /// Run data tests only, against the tables already built.
+    Test(RunArgs),
+    /// Run again the nodes that errored, failed or were skipped in the last
+    /// run (from target/run_results.json).
+    Retry(RetryArgs),
     /// Create a new, working project in DIR: lake_project.yml, a seed, two
     /// models and a schema.yml with tests.
     Init(InitArgs),
@@ -81,6 +96,57 @@ pub struct CompileArgs {
     /// Output format of the summary.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// How to run nodes.
+#[derive(Debug, Clone, Args)]
+pub struct ExecArgs {
+    /// The lake root: a path (relative to the project) or a URL (file://,
+    /// memory://). Overrides the target's and the project file's `root`.
+    /// Default: <project>/.lake.
+    #[arg(long, value_name = "URL", env = "LAKE_ROOT")]
+    pub lake_root: Option<String>,
+    /// How many nodes run at once (DAG-parallel). Default: the number of
+    /// cores.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Stop at the first failure; what has not run is skipped.
+    #[arg(long, short = 'x')]
+    pub fail_fast: bool,
+    /// Rebuild incremental models from scratch (unless a model sets
+    /// `full_refresh: false`).
+    #[arg(long)]
+    pub full_refresh: bool,
+    /// Memory the queries may use before spilling to disk, such as 4GiB or
+    /// 512MiB. Default: 3/4 of the machine's memory.
+    #[arg(long, value_name = "SIZE")]
+    pub memory_limit: Option<String>,
+    /// Where queries spill when they run out of memory. Default: the
+    /// system's temporary directory.
+    #[arg(long, value_name = "DIR")]
+    pub spill_dir: Option<PathBuf>,
+    /// Output: `text` for people, `json` for one JSON object per event on
+    /// stdout.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub project: ProjectArgs,
+    #[command(flatten)]
+    pub select: SelectArgs,
+    #[command(flatten)]
+    pub exec: ExecArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    #[command(flatten)]
+    pub project: ProjectArgs,
+    #[command(flatten)]
+    pub exec: ExecArgs,
 }
 
 #[derive(Debug, Args)]

@@ -70,6 +70,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Compile(args) => commands::compile::run(args),
         Command::Ls(args) => commands::ls::run(args),
+        Command::Build(args) => commands::build::run(args, commands::build::Kind::Build),
+        Command::Run(args) => commands::build::run(args, commands::build::Kind::Run),
+        Command::Seed(args) => commands::build::run(args, commands::build::Kind::Seed),
+        Command::Test(args) => commands::build::run(args, commands::build::Kind::Test),
+        Command::Retry(args) => commands::build::retry(args),
         Command::Init(args) => commands::init::run(args),
         Command::GenerateDocs => docs::print_cli_markdown(),
     };

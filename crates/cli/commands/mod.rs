@@ -1,5 +1,6 @@
 //! One module per command.
 
+pub mod build;
 pub mod compile;
 pub mod init;
 pub mod ls;

@@ -1,0 +1,465 @@
+//! `lake build`, `lake run`, `lake seed`, `lake test`, `lake retry`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use anyhow::anyhow;
+use lake_compiler::{Compiled, ResourceType};
+use lake_engine::{LakeSession, RunEvent, RunOptions, RunResults, Runner, SessionOptions, Status};
+use lake_storage::LakeRoot;
+
+use crate::args::{ExecArgs, LogFormat, RetryArgs, RunArgs};
+use crate::{CmdResult, Failure};
+
+/// Which nodes a command runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Build,
+    Run,
+    Seed,
+    Test,
+}
+
+impl Kind {
+    fn runs(self, t: ResourceType) -> bool {
+        match self {
+            Kind::Build => matches!(
+                t,
+                ResourceType::Model | ResourceType::Seed | ResourceType::Test
+            ),
+            Kind::Run => t == ResourceType::Model,
+            Kind::Seed => t == ResourceType::Seed,
+            Kind::Test => t == ResourceType::Test,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Build => "build",
+            Kind::Run => "run",
+            Kind::Seed => "seed",
+            Kind::Test => "test",
+        }
+    }
+}
+
+pub fn run(args: RunArgs, kind: Kind) -> CmdResult {
+    let compiled = super::compile_project(&args.project)?;
+    let selected = lake_compiler::select(
+        &compiled.manifest,
+        &args.select.select,
+        &args.select.exclude,
+    )?;
+    let selected: BTreeSet<String> = selected
+        .into_iter()
+        .filter(|id| {
+            compiled
+                .manifest
+                .nodes
+                .get(id)
+                .is_some_and(|n| kind.runs(n.resource_type))
+        })
+        .collect();
+    let argv = serde_json::json!({"command": kind.name(), "select": args.select.select, "exclude": args.select.exclude});
+    execute(
+        compiled,
+        &args.project.project_dir,
+        &args.exec,
+        selected,
+        argv,
+    )
+}
+
+pub fn retry(args: RetryArgs) -> CmdResult {
+    let compiled = super::compile_project(&args.project)?;
+    let target = args.project.project_dir.join(&compiled.project.target_path);
+    let previous = RunResults::read(&target).map_err(|e| {
+        Failure::User(anyhow!(
+            "cannot read {}: {e}\n  hint: `lake retry` re-runs what failed in the last `lake build`, `run`, `seed` or `test`; run one first",
+            target.join("run_results.json").display()
+        ))
+    })?;
+    let selected: BTreeSet<String> = previous
+        .results
+        .iter()
+        .filter(|r| r.status.needs_retry())
+        .map(|r| r.unique_id.clone())
+        .filter(|id| compiled.manifest.nodes.contains_key(id))
+        .collect();
+    if selected.is_empty() {
+        println!("Nothing to retry: the last run had no errors, failures or skipped nodes.");
+        super::release(compiled);
+        return Ok(());
+    }
+    let argv = serde_json::json!({"command": "retry"});
+    execute(
+        compiled,
+        &args.project.project_dir,
+        &args.exec,
+        selected,
+        argv,
+    )
+}
+
+/// `4GiB`, `512MiB`, `1000000` (bytes).
+fn parse_size(text: &str) -> Option<usize> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" | "kib" => 1024.0,
+        "m" | "mb" | "mib" => 1024.0 * 1024.0,
+        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tb" | "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    Some((number * factor) as usize)
+}
+
+/// The lake root in effect: `--lake-root`/`LAKE_ROOT`, the target's, the
+/// project file's, or `.lake`.
+fn lake_root(
+    compiled: &Compiled,
+    exec: &ExecArgs,
+    project_dir: &Path,
+) -> Result<LakeRoot, Failure> {
+    let project = &compiled.project;
+    let target = project.targets.get(&compiled.manifest.metadata.target_name);
+    let root = exec
+        .lake_root
+        .clone()
+        .or_else(|| target.and_then(|t| t.root.clone()))
+        .or_else(|| project.lake.root.clone())
+        .unwrap_or_else(|| ".lake".into());
+    let mut options: HashMap<String, String> =
+        project.lake.storage_options.clone().into_iter().collect();
+    if let Some(t) = target {
+        options.extend(t.storage_options.clone());
+    }
+    LakeRoot::open(&root, project_dir, options).map_err(|e| Failure::User(anyhow!("{e}")))
+}
+
+fn execute(
+    mut compiled: Compiled,
+    project_dir: &Path,
+    exec: &ExecArgs,
+    selected: BTreeSet<String>,
+    argv: serde_json::Value,
+) -> CmdResult {
+    let memory_limit = match &exec.memory_limit {
+        Some(text) => Some(parse_size(text).ok_or_else(|| {
+            Failure::User(anyhow!("--memory-limit: '{text}' is not a size\n  hint: for example 4GiB, 512MiB or 1000000"))
+        })?),
+        None => None,
+    };
+    // Like `dbt build`, write the manifest and compiled SQL first, so a
+    // failing model's SQL can be read at the path its error names.
+    lake_compiler::write_artifacts(
+        &mut compiled.manifest,
+        project_dir,
+        &compiled.project.target_path,
+        None,
+    )?;
+    let root = lake_root(&compiled, exec, project_dir)?;
+    let threads = exec
+        .threads
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(4)
+        })
+        .max(1);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Internal(e.into()))?;
+    let target_dir = project_dir.join(&compiled.project.target_path);
+    let format = exec.log_format;
+    let options = RunOptions {
+        threads,
+        fail_fast: exec.fail_fast,
+        full_refresh: exec.full_refresh,
+        args: argv,
+        ..RunOptions::default()
+    };
+    let session_options = SessionOptions {
+        memory_limit,
+        spill_dir: exec.spill_dir.clone(),
+        target_partitions: None,
+    };
+    let compiled = Arc::new(compiled);
+    let root_url = root.url().to_string();
+    let results = runtime.block_on(async {
+        let session = LakeSession::open(Arc::new(root), &session_options)
+            .await
+            .map_err(|e| Failure::Internal(anyhow!("opening the lake at {root_url}: {e}")))?;
+        let runner = Runner::new(
+            session,
+            compiled.clone(),
+            project_dir.to_path_buf(),
+            options,
+        );
+        let printer = Arc::new(Printer::new(format));
+        if format == LogFormat::Text {
+            println!(
+                "Running {} nodes against {root_url} ...",
+                selected_count(&compiled, &selected)
+            );
+        }
+        let p = printer.clone();
+        let results = runner
+            .run(&selected, Arc::new(move |event| p.event(&event)))
+            .await;
+        printer.clear_progress();
+        Ok::<RunResults, Failure>(results)
+    })?;
+    results
+        .write(&target_dir)
+        .map_err(|e| Failure::Internal(anyhow!("writing run_results.json: {e}")))?;
+    summarize(&results, &compiled, format)?;
+    // The runtime's worker threads may still hold session state; exiting
+    // does not need to wait for them.
+    runtime.shutdown_background();
+    if results.succeeded() {
+        Ok(())
+    } else {
+        Err(Failure::User(anyhow!("{}", failure_summary(&results))))
+    }
+}
+
+fn selected_count(compiled: &Compiled, selected: &BTreeSet<String>) -> usize {
+    selected
+        .iter()
+        .filter(|id| {
+            compiled.manifest.nodes.get(*id).is_some_and(|n| {
+                !(n.resource_type == ResourceType::Model && n.config.materialized == "ephemeral")
+            })
+        })
+        .count()
+}
+
+fn failure_summary(results: &RunResults) -> String {
+    let n = results.count(Status::Error) + results.count(Status::Fail);
+    format!(
+        "{n} node{} did not succeed; see above, or target/run_results.json",
+        if n == 1 { "" } else { "s" }
+    )
+}
+
+/// Prints events as they come.
+struct Printer {
+    format: LogFormat,
+    progress: bool,
+    state: Mutex<(usize, usize)>,
+}
+
+impl Printer {
+    fn new(format: LogFormat) -> Printer {
+        Printer {
+            format,
+            progress: format == LogFormat::Text && std::io::stderr().is_terminal(),
+            state: Mutex::new((0, 0)),
+        }
+    }
+
+    fn event(&self, event: &RunEvent) {
+        let mut out = std::io::stdout().lock();
+        match self.format {
+            LogFormat::Json => {
+                let line = match event {
+                    RunEvent::Started {
+                        index,
+                        total,
+                        unique_id,
+                        description,
+                    } => {
+                        serde_json::json!({"event": "node_started", "index": index, "total": total, "unique_id": unique_id, "description": description})
+                    }
+                    RunEvent::Finished {
+                        index,
+                        total,
+                        description,
+                        result,
+                    } => {
+                        serde_json::json!({"event": "node_finished", "index": index, "total": total, "description": description, "result": result})
+                    }
+                };
+                let _ = writeln!(out, "{line}");
+            }
+            LogFormat::Text => {
+                self.clear_progress();
+                match event {
+                    RunEvent::Started {
+                        index,
+                        total,
+                        description,
+                        ..
+                    } => {
+                        let _ = writeln!(out, "{index} of {total} START {description}");
+                    }
+                    RunEvent::Finished {
+                        index,
+                        total,
+                        description,
+                        result,
+                    } => {
+                        let _ = writeln!(
+                            out,
+                            "{}",
+                            finished_line(*index, *total, description, result)
+                        );
+                        let mut state = self.state.lock().expect("progress lock");
+                        state.0 += 1;
+                        state.1 = *total;
+                    }
+                }
+                let _ = out.flush();
+                self.draw_progress();
+            }
+        }
+    }
+
+    fn draw_progress(&self) {
+        if !self.progress {
+            return;
+        }
+        let (done, total) = *self.state.lock().expect("progress lock");
+        if total == 0 {
+            return;
+        }
+        let width = 30;
+        let filled = done * width / total;
+        eprint!(
+            "\r[{}{}] {done}/{total}",
+            "#".repeat(filled),
+            " ".repeat(width - filled)
+        );
+        let _ = std::io::stderr().flush();
+    }
+
+    fn clear_progress(&self) {
+        if self.progress {
+            eprint!("\r\x1b[K");
+        }
+    }
+}
+
+fn finished_line(
+    index: usize,
+    total: usize,
+    description: &str,
+    r: &lake_engine::NodeResult,
+) -> String {
+    let mut facts = vec![format!("{:.2}s", r.execution_time)];
+    if let Some(rows) = r.adapter_response.rows_affected {
+        facts.push(format!("{rows} rows"));
+    }
+    if let Some(v) = r.adapter_response.delta_version {
+        facts.push(format!("v{v}"));
+    }
+    match r.status {
+        Status::Success => format!("{index} of {total} OK {} [{}]", r.message, facts.join(", ")),
+        Status::Pass => format!(
+            "{index} of {total} PASS {description} [{}]",
+            facts.join(", ")
+        ),
+        Status::Warn => format!(
+            "{index} of {total} WARN {} {description} [{}]",
+            r.failures.unwrap_or(0),
+            facts.join(", ")
+        ),
+        Status::Fail => format!(
+            "{index} of {total} FAIL {} {description} [{}]",
+            r.failures.unwrap_or(0),
+            facts.join(", ")
+        ),
+        Status::Skipped => format!("{index} of {total} SKIP {description}: {}", r.message),
+        Status::Error => format!(
+            "{index} of {total} ERROR {description} [{}]\n  {}",
+            facts.join(", "),
+            r.message.replace('\n', "\n  ")
+        ),
+    }
+}
+
+fn summarize(results: &RunResults, compiled: &Compiled, format: LogFormat) -> CmdResult {
+    let mut out = std::io::stdout().lock();
+    let counts: Vec<(Status, usize)> = [
+        Status::Success,
+        Status::Pass,
+        Status::Warn,
+        Status::Fail,
+        Status::Error,
+        Status::Skipped,
+    ]
+    .into_iter()
+    .map(|s| (s, results.count(s)))
+    .collect();
+    match format {
+        LogFormat::Json => {
+            let by_status: serde_json::Map<String, serde_json::Value> = counts
+                .iter()
+                .map(|(s, n)| (s.as_str().to_string(), serde_json::json!(n)))
+                .collect();
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({"event": "run_finished", "elapsed_s": results.elapsed_time, "counts": by_status, "success": results.succeeded()})
+            )?;
+        }
+        LogFormat::Text => {
+            let parts: Vec<String> = counts
+                .iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(s, n)| format!("{n} {}", s.as_str()))
+                .collect();
+            writeln!(
+                out,
+                "\nFinished {} nodes in {:.2}s: {}",
+                results.results.len(),
+                results.elapsed_time,
+                if parts.is_empty() {
+                    "nothing to do".into()
+                } else {
+                    parts.join(", ")
+                }
+            )?;
+            for r in results
+                .results
+                .iter()
+                .filter(|r| matches!(r.status, Status::Error | Status::Fail))
+            {
+                let name = compiled
+                    .manifest
+                    .name_of(&r.unique_id)
+                    .unwrap_or(&r.unique_id);
+                writeln!(
+                    out,
+                    "  {} {name}: {}",
+                    r.status.as_str().to_uppercase(),
+                    r.message.lines().next().unwrap_or("")
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4GiB"), Some(4 << 30));
+        assert_eq!(parse_size("512mb"), Some(512 << 20));
+        assert_eq!(parse_size("1000"), Some(1000));
+        assert_eq!(parse_size("lots"), None);
+    }
+}

@@ -1,0 +1,18 @@
+//! `lake-engine` runs a compiled project: the DataFusion session over a
+//! lake (catalog `lake`, deltalake's planner, a spilling memory pool), the
+//! DAG runner (`threads` at a time, failures skip what is downstream),
+//! materializations (seed, view, table, incremental with its strategies
+//! and schema-change modes), data tests, and `run_results.json`.
+
+mod error;
+mod materialize;
+mod results;
+mod runner;
+mod seed;
+mod session;
+
+pub use error::{EngineError, Result};
+pub use materialize::{NodeOutcome, split_relation};
+pub use results::{AdapterResponse, NodeResult, RunMetadata, RunResults, Status};
+pub use runner::{RunEvent, RunOptions, Runner, describe, new_run_id};
+pub use session::{LakeSession, SessionOptions};

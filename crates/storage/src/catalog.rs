@@ -1,0 +1,190 @@
+//! The DataFusion catalog `lake` over a lake root: one schema per zone,
+//! whose tables are the Delta tables and views found on storage. Tables are
+//! opened at query time, so a fresh process sees everything the last build
+//! wrote.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, OnceLock, Weak};
+
+use async_trait::async_trait;
+use datafusion::catalog::view::ViewTable;
+use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::context::SessionState;
+use datafusion::prelude::SessionContext;
+use parking_lot::RwLock;
+
+use crate::error::{Result, StorageError};
+use crate::root::{LakeRoot, ZONES};
+
+/// The catalog's name in SQL.
+pub const CATALOG: &str = "lake";
+
+/// Views are planned with the session that queries them; the catalog only
+/// holds a weak handle so it does not keep the session alive.
+type SessionHandle = Arc<OnceLock<Weak<RwLock<SessionState>>>>;
+
+/// The `lake` catalog.
+#[derive(Debug)]
+pub struct LakeCatalog {
+    root: Arc<LakeRoot>,
+    schemas: Vec<Arc<ZoneSchema>>,
+}
+
+impl LakeCatalog {
+    pub fn new(root: Arc<LakeRoot>) -> Arc<LakeCatalog> {
+        let session: SessionHandle = Arc::new(OnceLock::new());
+        let schemas = ZONES
+            .iter()
+            .map(|zone| {
+                Arc::new(ZoneSchema {
+                    root: root.clone(),
+                    zone: zone.to_string(),
+                    names: RwLock::new(BTreeSet::new()),
+                    session: session.clone(),
+                })
+            })
+            .collect();
+        Arc::new(LakeCatalog { root, schemas })
+    }
+
+    /// Registers the catalog with `ctx` (as `lake`) and lets its views be
+    /// planned with `ctx`'s session.
+    pub fn register(self: &Arc<Self>, ctx: &SessionContext) {
+        if let Some(schema) = self.schemas.first() {
+            let _ = schema.session.set(ctx.state_weak_ref());
+        }
+        ctx.register_catalog(CATALOG, self.clone());
+    }
+
+    pub fn root(&self) -> &Arc<LakeRoot> {
+        &self.root
+    }
+
+    /// Lists tables and views of every zone again (for `SHOW TABLES`,
+    /// `information_schema` and completion; lookups by name always go to
+    /// storage).
+    pub async fn refresh(&self) -> Result<()> {
+        let views = self.root.views();
+        for schema in &self.schemas {
+            let mut names: BTreeSet<String> = self
+                .root
+                .list_tables(&schema.zone)
+                .await?
+                .into_iter()
+                .collect();
+            names.extend(views.list(&schema.zone).await?);
+            *schema.names.write() = names;
+        }
+        Ok(())
+    }
+
+    /// Records that `zone.name` now exists (after a write).
+    pub fn note_written(&self, zone: &str, name: &str) {
+        if let Some(schema) = self.schemas.iter().find(|s| s.zone == zone) {
+            schema.names.write().insert(name.to_string());
+        }
+    }
+
+    /// Every known `zone.name`.
+    pub fn names(&self) -> Vec<(String, String)> {
+        self.schemas
+            .iter()
+            .flat_map(|s| {
+                s.names
+                    .read()
+                    .iter()
+                    .map(|n| (s.zone.clone(), n.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+}
+
+impl CatalogProvider for LakeCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        ZONES.iter().map(|z| z.to_string()).collect()
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        self.schemas
+            .iter()
+            .find(|s| s.zone == name)
+            .map(|s| s.clone() as Arc<dyn SchemaProvider>)
+    }
+}
+
+/// One zone.
+#[derive(Debug)]
+pub struct ZoneSchema {
+    root: Arc<LakeRoot>,
+    zone: String,
+    names: RwLock<BTreeSet<String>>,
+    session: SessionHandle,
+}
+
+fn external(e: StorageError) -> DataFusionError {
+    DataFusionError::External(Box::new(e))
+}
+
+impl ZoneSchema {
+    /// The stored name for `name`: SQL folds unquoted names to lower case,
+    /// files may not be.
+    fn stored_name(&self, name: &str) -> String {
+        let names = self.names.read();
+        if names.contains(name) {
+            return name.to_string();
+        }
+        names
+            .iter()
+            .find(|n| n.eq_ignore_ascii_case(name))
+            .cloned()
+            .unwrap_or_else(|| name.to_string())
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for ZoneSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.names.read().iter().cloned().collect()
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        let name = self.stored_name(name);
+        if let Some(view) = self
+            .root
+            .views()
+            .get(&self.zone, &name)
+            .await
+            .map_err(external)?
+        {
+            let state = self.session.get().and_then(Weak::upgrade).ok_or_else(|| {
+                DataFusionError::Internal(
+                    "the lake catalog has no session to plan views with".into(),
+                )
+            })?;
+            // Clone the state: the lock must not be held across planning,
+            // which may come back here for the view's own inputs.
+            let state = state.read().clone();
+            let plan = state.create_logical_plan(&view.sql).await.map_err(|e| {
+                DataFusionError::Plan(format!("view {}.{name} no longer plans: {e}", self.zone))
+            })?;
+            return Ok(Some(Arc::new(ViewTable::new(plan, Some(view.sql)))));
+        }
+        let Some(table) = self
+            .root
+            .load_table(&self.zone, &name)
+            .await
+            .map_err(external)?
+        else {
+            return Ok(None);
+        };
+        self.names.write().insert(name);
+        Ok(Some(table.table_provider().await?))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        let names = self.names.read();
+        names.contains(name) || names.iter().any(|n| n.eq_ignore_ascii_case(name))
+    }
+}

@@ -1,0 +1,23 @@
+//! `lake-storage` owns the lake on object storage: the lake root (a local
+//! path, `file://` or `memory://`), its zones of Delta tables
+//! (`<root>/<zone>/<name>/`), the view catalog (`<root>/_lake/views/`), the
+//! DataFusion catalog `lake` over both, and the writes (each one Delta
+//! commit). Local commits are made durable (fsync of the log entry and its
+//! directory).
+
+mod catalog;
+mod delta;
+mod error;
+mod root;
+pub mod stores;
+mod views;
+
+pub use catalog::{CATALOG, LakeCatalog, ZoneSchema};
+pub use delta::{
+    CommitOutcome, SchemaChange, TableMerge, TableWrite, WriteMode, delta_compatible, quote_ident,
+};
+pub use error::{Result, StorageError};
+pub use root::{LakeRoot, ZONES, check_name, check_zone};
+pub use views::{ViewCatalog, ViewDefinition};
+
+pub use deltalake;

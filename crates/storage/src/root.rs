@@ -1,0 +1,243 @@
+//! A lake root: where the zones live, how to reach tables and views there.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use futures::TryStreamExt;
+use object_store::ObjectStore;
+use object_store::path::Path;
+use url::Url;
+
+use crate::error::{Result, StorageError};
+use crate::stores;
+use crate::views::ViewCatalog;
+
+/// The zones of a lake, in the order they are listed.
+pub const ZONES: [&str; 4] = ["raw", "curated", "features", "audit"];
+
+/// A lake root on an object store: `<root>/<zone>/<name>/` holds a Delta
+/// table, `<root>/_lake/` lake's own catalog (views).
+#[derive(Debug, Clone)]
+pub struct LakeRoot {
+    url: Url,
+    store: Arc<dyn ObjectStore>,
+    prefix: Path,
+    storage_options: HashMap<String, String>,
+}
+
+impl LakeRoot {
+    /// Opens the root given as a local path (relative ones resolve against
+    /// `base`), a `file://` URL or a `memory://` URL. A local root is
+    /// created if missing.
+    pub fn open(
+        root: &str,
+        base: &std::path::Path,
+        storage_options: HashMap<String, String>,
+    ) -> Result<LakeRoot> {
+        stores::register();
+        let invalid = |message: String| StorageError::InvalidRoot {
+            root: root.to_string(),
+            message,
+        };
+        let url = if root.contains("://") {
+            let mut url = Url::parse(root).map_err(|e| invalid(e.to_string()))?;
+            if url.scheme() == "file" {
+                let path = url
+                    .to_file_path()
+                    .map_err(|_| invalid("not a local path".into()))?;
+                url = local_dir_url(&path).map_err(|e| invalid(e.to_string()))?;
+            }
+            url
+        } else {
+            let path = std::path::Path::new(root);
+            let path = if path.is_absolute() {
+                path.to_path_buf()
+            } else {
+                base.join(path)
+            };
+            local_dir_url(&path).map_err(|e| invalid(e.to_string()))?
+        };
+        let mut url = url;
+        if !url.path().ends_with('/') {
+            url.set_path(&format!("{}/", url.path()));
+        }
+        let store = stores::store_for(&url).ok_or_else(|| {
+            invalid(format!(
+                "unsupported scheme '{}://'; lake reads local paths, file:// and memory://",
+                url.scheme()
+            ))
+        })?;
+        let prefix = Path::from_url_path(url.path()).map_err(|e| invalid(e.to_string()))?;
+        Ok(LakeRoot {
+            url,
+            store,
+            prefix,
+            storage_options,
+        })
+    }
+
+    /// The root's URL, ending in `/`.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    pub fn object_store(&self) -> Arc<dyn ObjectStore> {
+        self.store.clone()
+    }
+
+    /// The object-store path of something under the root.
+    pub fn path(&self, parts: &[&str]) -> Path {
+        let mut path = self.prefix.clone();
+        for part in parts {
+            path = path.join(*part);
+        }
+        path
+    }
+
+    /// The URL of the table `zone.name`.
+    pub fn table_url(&self, zone: &str, name: &str) -> Result<Url> {
+        check_zone(zone)?;
+        check_name(name)?;
+        self.url
+            .join(&format!("{zone}/{name}/"))
+            .map_err(|e| StorageError::InvalidName {
+                name: name.to_string(),
+                message: e.to_string(),
+            })
+    }
+
+    /// The lake's view catalog.
+    pub fn views(&self) -> ViewCatalog {
+        ViewCatalog::new(self.store.clone(), self.path(&["_lake", "views"]))
+    }
+
+    /// Opens the latest version of `zone.name`, or `None` when there is no
+    /// Delta table there.
+    pub async fn load_table(&self, zone: &str, name: &str) -> Result<Option<DeltaTable>> {
+        self.load_table_at(zone, name, None).await
+    }
+
+    /// Opens `zone.name` at `version` (the latest when `None`).
+    pub async fn load_table_at(
+        &self,
+        zone: &str,
+        name: &str,
+        version: Option<u64>,
+    ) -> Result<Option<DeltaTable>> {
+        let url = self.table_url(zone, name)?;
+        if let Ok(dir) = url.to_file_path()
+            && url.scheme() == "file"
+            && !dir.join("_delta_log").is_dir()
+        {
+            return Ok(None);
+        }
+        let mut builder = DeltaTableBuilder::from_url(url)
+            .map_err(|e| StorageError::delta(format!("{zone}.{name}"), e))?
+            .with_storage_options(self.storage_options.clone());
+        if let Some(v) = version {
+            builder = builder.with_version(v);
+        }
+        match builder.load().await {
+            Ok(table) => Ok(Some(table)),
+            Err(DeltaTableError::NotATable(_)) | Err(DeltaTableError::InvalidTableLocation(_)) => {
+                Ok(None)
+            }
+            Err(e) => Err(StorageError::delta(format!("{zone}.{name}"), e)),
+        }
+    }
+
+    /// An unloaded handle on `zone.name` that a first write creates.
+    pub async fn table_for_write(&self, zone: &str, name: &str) -> Result<DeltaTable> {
+        if let Some(table) = self.load_table(zone, name).await? {
+            return Ok(table);
+        }
+        let url = self.table_url(zone, name)?;
+        // deltalake wants a local table's folder to exist before the first
+        // write creates the table in it.
+        if url.scheme() == "file"
+            && let Ok(dir) = url.to_file_path()
+        {
+            std::fs::create_dir_all(&dir).map_err(|e| StorageError::InvalidRoot {
+                root: self.url.to_string(),
+                message: format!("cannot create {}: {e}", dir.display()),
+            })?;
+        }
+        DeltaTableBuilder::from_url(url)
+            .and_then(|b| b.with_storage_options(self.storage_options.clone()).build())
+            .map_err(|e| StorageError::delta(format!("{zone}.{name}"), e))
+    }
+
+    /// The names of the Delta tables in `zone`.
+    pub async fn list_tables(&self, zone: &str) -> Result<Vec<String>> {
+        check_zone(zone)?;
+        let zone_path = self.path(&[zone]);
+        let listing = match self.store.list_with_delimiter(Some(&zone_path)).await {
+            Ok(l) => l,
+            Err(object_store::Error::NotFound { .. }) => return Ok(vec![]),
+            Err(source) => {
+                return Err(StorageError::ObjectStore {
+                    location: zone_path.to_string(),
+                    source,
+                });
+            }
+        };
+        let mut names = Vec::new();
+        for dir in listing.common_prefixes {
+            let Some(name) = dir.filename() else { continue };
+            // A folder without a log is not (yet) a table: a first write
+            // that never committed leaves one.
+            let log = dir.clone().join("_delta_log");
+            let mut entries = self.store.list(Some(&log));
+            if entries
+                .try_next()
+                .await
+                .map_err(|source| StorageError::ObjectStore {
+                    location: log.to_string(),
+                    source,
+                })?
+                .is_some()
+            {
+                names.push(name.to_string());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+}
+
+fn local_dir_url(path: &std::path::Path) -> std::io::Result<Url> {
+    std::fs::create_dir_all(path)?;
+    let path = path.canonicalize()?;
+    Url::from_directory_path(&path)
+        .map_err(|_| std::io::Error::other(format!("cannot make a URL of {}", path.display())))
+}
+
+/// Zones are fixed.
+pub fn check_zone(zone: &str) -> Result<()> {
+    if ZONES.contains(&zone) {
+        Ok(())
+    } else {
+        Err(StorageError::UnknownZone {
+            zone: zone.to_string(),
+        })
+    }
+}
+
+/// Table and view names: letters, digits, `_` and `-`, so they are safe as
+/// path segments.
+pub fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && !name.starts_with('_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(StorageError::InvalidName {
+            name: name.to_string(),
+            message: "use letters, digits and underscores (not starting with '_')".into(),
+        })
+    }
+}
