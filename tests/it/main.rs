@@ -1,7 +1,9 @@
 //! End-to-end tests of the `lake` binary (one test binary for the root
 //! package, as the build-time budget asks).
 
+mod build;
 mod cli;
+mod lakeread;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

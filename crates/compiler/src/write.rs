@@ -131,11 +131,13 @@ pub fn write_artifacts(
     for (file, hash) in entries {
         stamp_text.push_str(&format!("{hash:016x}\t{file}\n"));
     }
-    let stamps_tmp = compiled_root.join(".lake-stamps.tmp");
+    let stamps_tmp = compiled_root.join(format!(".lake-stamps.{}.tmp", std::process::id()));
     std::fs::write(&stamps_tmp, stamp_text).map_err(|e| io_err(&stamps_tmp, e))?;
     std::fs::rename(&stamps_tmp, &stamps_path).map_err(|e| io_err(&stamps_path, e))?;
     let manifest_path = target.join("manifest.json");
-    let tmp = target.join("manifest.json.tmp");
+    // Per-process temporary names: two runs on one project must not write
+    // into each other's half-written files.
+    let tmp = target.join(format!("manifest.json.{}.tmp", std::process::id()));
     let file = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
     let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
     serde_json::to_writer(&mut writer, &*manifest)

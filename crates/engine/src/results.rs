@@ -96,7 +96,7 @@ impl RunResults {
     /// Writes `run_results.json` into `dir` (atomically).
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
-        let tmp = dir.join("run_results.json.tmp");
+        let tmp = dir.join(format!("run_results.json.{}.tmp", std::process::id()));
         std::fs::write(
             &tmp,
             serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?,
