@@ -587,3 +587,48 @@ fn a_missing_lake_root_scheme_is_a_clear_error() {
     );
     assert!(try_query(&dir.path().join(".lake"), "select 1").is_ok());
 }
+
+#[test]
+fn seed_run_and_test_as_separate_steps_with_a_json_log() {
+    let dir = example_project();
+    let out = lake(dir.path(), &["seed", "--log-format", "json"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let events: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let finished: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["event"] == "node_finished")
+        .collect();
+    assert_eq!(finished.len(), 4, "four seeds");
+    assert!(finished.iter().all(|e| e["result"]["status"] == "success"));
+    assert_eq!(events.last().unwrap()["event"], "run_finished");
+    let out = lake(dir.path(), &["run"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("Finished 7 nodes"),
+        "{}",
+        stdout(&out)
+    );
+    let out = lake(dir.path(), &["test"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("Finished 23 nodes") && stdout(&out).contains("23 pass"),
+        "{}",
+        stdout(&out)
+    );
+    // A test that fails makes `lake test` exit 1 with the count.
+    std::fs::write(
+        dir.path().join("data-tests/always_fails.sql"),
+        "select * from {{ ref('stg_orders') }} where order_id < 4\n",
+    )
+    .unwrap();
+    let out = lake(dir.path(), &["test", "-s", "always_fails"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("FAIL 3 test always_fails"),
+        "{}",
+        stdout(&out)
+    );
+}

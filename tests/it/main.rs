@@ -3,6 +3,7 @@
 
 mod build;
 mod cli;
+mod interop;
 mod lakeread;
 
 use std::path::{Path, PathBuf};

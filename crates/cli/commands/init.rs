@@ -120,7 +120,7 @@ pub fn run(args: InitArgs) -> CmdResult {
     }
     write(&dir.join(".gitignore"), "target/\n.lake/\n")?;
     println!("Created project '{name}' in {}", dir.display());
-    println!("Next: lake compile --project-dir {}", dir.display());
+    println!("Next: lake build --project-dir {}", dir.display());
     Ok(())
 }
 

@@ -11,7 +11,7 @@ use datafusion::catalog::view::ViewTable;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::context::SessionState;
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{SQLOptions, SessionContext};
 use parking_lot::RwLock;
 
 use crate::error::{Result, StorageError};
@@ -169,6 +169,12 @@ impl SchemaProvider for ZoneSchema {
             let plan = state.create_logical_plan(&view.sql).await.map_err(|e| {
                 DataFusionError::Plan(format!("view {}.{name} no longer plans: {e}", self.zone))
             })?;
+            // A view is a query, whatever its stored definition says.
+            SQLOptions::new()
+                .with_allow_ddl(false)
+                .with_allow_dml(false)
+                .with_allow_statements(false)
+                .verify_plan(&plan)?;
             return Ok(Some(Arc::new(ViewTable::new(plan, Some(view.sql)))));
         }
         let Some(table) = self

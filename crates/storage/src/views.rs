@@ -97,13 +97,19 @@ impl ViewCatalog {
     pub async fn remove(&self, zone: &str, name: &str) -> Result<bool> {
         check_zone(zone)?;
         let location = self.location(zone, name);
+        let failed = |source| StorageError::ObjectStore {
+            location: location.to_string(),
+            source,
+        };
+        // Object stores delete missing keys without complaint, so ask first.
+        match self.store.head(&location).await {
+            Ok(_) => {}
+            Err(object_store::Error::NotFound { .. }) => return Ok(false),
+            Err(source) => return Err(failed(source)),
+        }
         match self.store.delete(&location).await {
-            Ok(()) => Ok(true),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(source) => Err(StorageError::ObjectStore {
-                location: location.to_string(),
-                source,
-            }),
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(true),
+            Err(source) => Err(failed(source)),
         }
     }
 
