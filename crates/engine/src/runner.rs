@@ -226,6 +226,9 @@ impl Runner {
         on_event: Arc<dyn Fn(RunEvent) + Send + Sync>,
     ) -> RunResults {
         let started = Instant::now();
+        // This run writes the tables it reads next: providers can be kept
+        // between its queries, dropped as each write lands.
+        self.shared.session.catalog().cache_providers(true);
         let run = self.runnable(selected);
         let total = run.len();
         let deps = self.dependencies(&run);

@@ -3,14 +3,16 @@
 //! opened at query time, so a fresh process sees everything the last build
 //! wrote.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, OnceLock, Weak};
 
 use async_trait::async_trait;
 use datafusion::catalog::view::ViewTable;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::context::SessionState;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SQLOptions, SessionContext};
 use parking_lot::RwLock;
 
@@ -24,16 +26,56 @@ pub const CATALOG: &str = "lake";
 /// holds a weak handle so it does not keep the session alive.
 type SessionHandle = Arc<OnceLock<Weak<RwLock<SessionState>>>>;
 
+/// `(zone, name)`.
+type TableKey = (String, String);
+
+/// A provider, with the tables its plan reads (empty for a Delta table).
+type Loaded = (Arc<dyn TableProvider>, Vec<TableKey>);
+
+/// Providers kept for the length of a build: Delta snapshots and planned
+/// views, each with the `zone.name`s its plan reads.
+#[derive(Debug, Default)]
+struct ProviderCache {
+    enabled: bool,
+    entries: HashMap<TableKey, Loaded>,
+}
+
+impl ProviderCache {
+    /// Drops `zone.name` and every cached view that reads it, directly or
+    /// through other cached views.
+    fn invalidate(&mut self, zone: &str, name: &str) {
+        let mut gone: Vec<(String, String)> = vec![(zone.to_string(), name.to_string())];
+        let mut i = 0;
+        while i < gone.len() {
+            let key = gone[i].clone();
+            self.entries.remove(&key);
+            let readers: Vec<(String, String)> = self
+                .entries
+                .iter()
+                .filter(|(_, (_, deps))| {
+                    deps.iter()
+                        .any(|d| d.0 == key.0 && d.1.eq_ignore_ascii_case(&key.1))
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            gone.extend(readers);
+            i += 1;
+        }
+    }
+}
+
 /// The `lake` catalog.
 #[derive(Debug)]
 pub struct LakeCatalog {
     root: Arc<LakeRoot>,
     schemas: Vec<Arc<ZoneSchema>>,
+    cache: Arc<RwLock<ProviderCache>>,
 }
 
 impl LakeCatalog {
     pub fn new(root: Arc<LakeRoot>) -> Arc<LakeCatalog> {
         let session: SessionHandle = Arc::new(OnceLock::new());
+        let cache: Arc<RwLock<ProviderCache>> = Arc::default();
         let schemas = ZONES
             .iter()
             .map(|zone| {
@@ -42,10 +84,15 @@ impl LakeCatalog {
                     zone: zone.to_string(),
                     names: RwLock::new(BTreeSet::new()),
                     session: session.clone(),
+                    cache: cache.clone(),
                 })
             })
             .collect();
-        Arc::new(LakeCatalog { root, schemas })
+        Arc::new(LakeCatalog {
+            root,
+            schemas,
+            cache,
+        })
     }
 
     /// Registers the catalog with `ctx` (as `lake`) and lets its views be
@@ -79,11 +126,23 @@ impl LakeCatalog {
         Ok(())
     }
 
-    /// Records that `zone.name` now exists (after a write).
+    /// Keeps table providers (Delta snapshots, planned views) between
+    /// queries until [`note_written`](Self::note_written) says their data
+    /// changed. For a build, where this process is the writer; a REPL or a
+    /// server must see other processes' writes and leaves it off.
+    pub fn cache_providers(&self, enabled: bool) {
+        let mut cache = self.cache.write();
+        cache.enabled = enabled;
+        cache.entries.clear();
+    }
+
+    /// Records that `zone.name` was written: it exists now, and cached
+    /// providers that read it are dropped.
     pub fn note_written(&self, zone: &str, name: &str) {
         if let Some(schema) = self.schemas.iter().find(|s| s.zone == zone) {
             schema.names.write().insert(name.to_string());
         }
+        self.cache.write().invalidate(zone, name);
     }
 
     /// Every known `zone.name`.
@@ -121,6 +180,20 @@ pub struct ZoneSchema {
     zone: String,
     names: RwLock<BTreeSet<String>>,
     session: SessionHandle,
+    cache: Arc<RwLock<ProviderCache>>,
+}
+
+/// The `zone.name`s a plan scans (views included, not looked through).
+fn scanned_tables(plan: &LogicalPlan) -> Vec<(String, String)> {
+    let mut tables = Vec::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            let zone = scan.table_name.schema().unwrap_or("curated").to_string();
+            tables.push((zone, scan.table_name.table().to_string()));
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    tables
 }
 
 fn external(e: StorageError) -> DataFusionError {
@@ -128,6 +201,54 @@ fn external(e: StorageError) -> DataFusionError {
 }
 
 impl ZoneSchema {
+    /// Opens `name` from storage: a view (planned now, with what it reads)
+    /// or a Delta table.
+    async fn load(
+        &self,
+        name: &str,
+    ) -> DfResult<Option<(Arc<dyn TableProvider>, Vec<(String, String)>)>> {
+        if let Some(view) = self
+            .root
+            .views()
+            .get(&self.zone, name)
+            .await
+            .map_err(external)?
+        {
+            let state = self.session.get().and_then(Weak::upgrade).ok_or_else(|| {
+                DataFusionError::Internal(
+                    "the lake catalog has no session to plan views with".into(),
+                )
+            })?;
+            // Clone the state: the lock must not be held across planning,
+            // which may come back here for the view's own inputs.
+            let state = state.read().clone();
+            let plan = state.create_logical_plan(&view.sql).await.map_err(|e| {
+                DataFusionError::Plan(format!("view {}.{name} no longer plans: {e}", self.zone))
+            })?;
+            // A view is a query, whatever its stored definition says.
+            SQLOptions::new()
+                .with_allow_ddl(false)
+                .with_allow_dml(false)
+                .with_allow_statements(false)
+                .verify_plan(&plan)?;
+            let reads = scanned_tables(&plan);
+            return Ok(Some((
+                Arc::new(ViewTable::new(plan, Some(view.sql))),
+                reads,
+            )));
+        }
+        let Some(table) = self
+            .root
+            .load_table(&self.zone, name)
+            .await
+            .map_err(external)?
+        else {
+            return Ok(None);
+        };
+        self.names.write().insert(name.to_string());
+        Ok(Some((table.table_provider().await?, Vec::new())))
+    }
+
     /// The stored name for `name`: SQL folds unquoted names to lower case,
     /// files may not be.
     fn stored_name(&self, name: &str) -> String {
@@ -151,42 +272,23 @@ impl SchemaProvider for ZoneSchema {
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
         let name = self.stored_name(name);
-        if let Some(view) = self
-            .root
-            .views()
-            .get(&self.zone, &name)
-            .await
-            .map_err(external)?
+        let key = (self.zone.clone(), name.clone());
         {
-            let state = self.session.get().and_then(Weak::upgrade).ok_or_else(|| {
-                DataFusionError::Internal(
-                    "the lake catalog has no session to plan views with".into(),
-                )
-            })?;
-            // Clone the state: the lock must not be held across planning,
-            // which may come back here for the view's own inputs.
-            let state = state.read().clone();
-            let plan = state.create_logical_plan(&view.sql).await.map_err(|e| {
-                DataFusionError::Plan(format!("view {}.{name} no longer plans: {e}", self.zone))
-            })?;
-            // A view is a query, whatever its stored definition says.
-            SQLOptions::new()
-                .with_allow_ddl(false)
-                .with_allow_dml(false)
-                .with_allow_statements(false)
-                .verify_plan(&plan)?;
-            return Ok(Some(Arc::new(ViewTable::new(plan, Some(view.sql)))));
+            let cache = self.cache.read();
+            if cache.enabled
+                && let Some((provider, _)) = cache.entries.get(&key)
+            {
+                return Ok(Some(provider.clone()));
+            }
         }
-        let Some(table) = self
-            .root
-            .load_table(&self.zone, &name)
-            .await
-            .map_err(external)?
-        else {
+        let Some((provider, reads)) = self.load(&name).await? else {
             return Ok(None);
         };
-        self.names.write().insert(name);
-        Ok(Some(table.table_provider().await?))
+        let mut cache = self.cache.write();
+        if cache.enabled {
+            cache.entries.insert(key, (provider.clone(), reads));
+        }
+        Ok(Some(provider))
     }
 
     fn table_exist(&self, name: &str) -> bool {

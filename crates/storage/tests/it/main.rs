@@ -283,3 +283,51 @@ async fn a_local_root_is_created_and_commits_land_on_disk() {
     std::fs::create_dir_all(dir.path().join("lake/features/half_written")).unwrap();
     assert_eq!(root.list_tables("features").await.unwrap(), ["answers"]);
 }
+
+#[tokio::test]
+async fn cached_providers_are_dropped_when_what_they_read_is_written() {
+    let root = memory_root("t5");
+    let (ctx, catalog) = session(&root).await;
+    catalog.cache_providers(true);
+    let write = |sql: &'static str| {
+        let root = root.clone();
+        let ctx = ctx.clone();
+        async move {
+            let plan = ctx.sql(sql).await.unwrap().into_unoptimized_plan();
+            TableWrite::new(root, "raw", "numbers", plan, Arc::new(ctx.state()))
+                .await
+                .unwrap()
+        }
+    };
+    write("select 1 as n").await;
+    root.views()
+        .put(&ViewDefinition {
+            zone: "curated".into(),
+            name: "total".into(),
+            sql: "select sum(n) as s from raw.numbers".into(),
+            written_by: None,
+            written_at: "2026-11-21T00:00:00Z".into(),
+        })
+        .await
+        .unwrap();
+    catalog.note_written("curated", "total");
+    assert!(rows(&ctx, "select s from total").await.contains("| 1 "));
+    // Written behind the catalog's back: the cached snapshot still answers.
+    write("select 1 as n union all select 2").await;
+    assert!(
+        rows(&ctx, "select s from total").await.contains("| 1 "),
+        "the cache is in use"
+    );
+    // Once told, the table and the view reading it are read again.
+    catalog.note_written("raw", "numbers");
+    assert!(rows(&ctx, "select s from total").await.contains("| 3 "));
+    assert!(
+        rows(&ctx, "select count(*) as c from raw.numbers")
+            .await
+            .contains("| 2 ")
+    );
+    // Without the cache every query goes to storage.
+    catalog.cache_providers(false);
+    write("select 10 as n").await;
+    assert!(rows(&ctx, "select s from total").await.contains("| 10 "));
+}
