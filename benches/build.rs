@@ -6,7 +6,8 @@
 //!
 //! `cargo bench --bench build` (after `benches/setup-peers.sh`). Knobs:
 //! `LAKE_BENCH_RUNS=5` (lake), `LAKE_BENCH_DBT_RUNS=3`,
-//! `LAKE_BENCH_BUILD_MODELS=200`, `LAKE_BENCH_VENV=path`.
+//! `LAKE_BENCH_BUILD_MODELS=200`, `LAKE_BENCH_THREADS=4` (both tools),
+//! `LAKE_BENCH_VENV=path`.
 
 mod common;
 
@@ -45,11 +46,11 @@ fn clean(dir: &Path) {
     }
 }
 
-fn lake_build(dir: &Path) -> Run {
+fn lake_build(dir: &Path, threads: usize) -> Run {
     clean(dir);
     let r = timed(
         Command::new(env!("CARGO_BIN_EXE_lake"))
-            .args(["build", "--project-dir"])
+            .args(["build", "--threads", &threads.to_string(), "--project-dir"])
             .arg(dir)
             .stdout(Stdio::null()),
     );
@@ -57,14 +58,23 @@ fn lake_build(dir: &Path) -> Run {
     r
 }
 
-fn dbt_build(dbt: &Path, dir: &Path) -> Run {
+fn dbt_build(dbt: &Path, dir: &Path, threads: usize) -> Run {
     clean(dir);
     let r = timed(
         Command::new(dbt)
-            .args(["build", "--no-version-check", "--project-dir"])
+            .args([
+                "build",
+                "--no-version-check",
+                "--threads",
+                &threads.to_string(),
+                "--project-dir",
+            ])
             .arg(dir)
             .arg("--profiles-dir")
             .arg(dir)
+            // dbt-duckdb resolves the profile's database file against the
+            // working directory.
+            .current_dir(dir)
             .env("DO_NOT_TRACK", "1")
             .env("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
             .stdout(Stdio::null()),
@@ -77,6 +87,9 @@ fn main() {
     let runs = env_usize("LAKE_BENCH_RUNS", 5).max(1);
     let dbt_runs = env_usize("LAKE_BENCH_DBT_RUNS", 3).max(1);
     let generated_models = env_usize("LAKE_BENCH_BUILD_MODELS", 200);
+    // Both tools get the same number of threads (lake's default on a
+    // small machine).
+    let threads = env_usize("LAKE_BENCH_THREADS", 4).max(1);
     let dbt = common::peer_venv()
         .map(|v| v.join("bin/dbt"))
         .filter(|d| d.is_file());
@@ -94,6 +107,7 @@ fn main() {
     let generated = tempfile::tempdir().unwrap();
     project_gen::generate(generated.path(), generated_models).unwrap();
 
+    println!("threads: {threads} for both tools\n");
     println!(
         "| project | nodes | lake build (median of {runs}) | lake per model | lake peak RSS | dbt build (median of {dbt_runs}) | dbt peak RSS | dbt / lake |"
     );
@@ -113,10 +127,10 @@ fn main() {
         ),
     ];
     for (name, dir, nodes, models) in cases {
-        let lake_run = median((0..runs).map(|_| lake_build(dir)).collect());
+        let lake_run = median((0..runs).map(|_| lake_build(dir, threads)).collect());
         let dbt_run = dbt
             .as_ref()
-            .map(|d| median((0..dbt_runs).map(|_| dbt_build(d, dir)).collect()));
+            .map(|d| median((0..dbt_runs).map(|_| dbt_build(d, dir, threads)).collect()));
         let (dbt_time, dbt_mem, ratio) = match dbt_run {
             Some(d) => (
                 format!("{:.2} s", secs(d.wall)),

@@ -79,6 +79,7 @@ fn main() {
                                 .arg(dir.path())
                                 .arg("--profiles-dir")
                                 .arg(dir.path())
+                                .current_dir(dir.path())
                                 .env("DO_NOT_TRACK", "1")
                                 .env("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
                                 .stdout(Stdio::null()),

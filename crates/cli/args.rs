@@ -107,7 +107,7 @@ pub struct ExecArgs {
     #[arg(long, value_name = "URL", env = "LAKE_ROOT")]
     pub lake_root: Option<String>,
     /// How many nodes run at once (DAG-parallel). Default: the number of
-    /// cores.
+    /// cores, at least 4.
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// Stop at the first failure; what has not run is skipped.

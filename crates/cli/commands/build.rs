@@ -169,10 +169,13 @@ fn execute(
     let root = lake_root(&compiled, exec, project_dir)?;
     let threads = exec
         .threads
+        // Nodes spend part of their time waiting on storage, so even a
+        // small machine runs a few at once.
         .unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(4)
+                .max(4)
         })
         .max(1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
