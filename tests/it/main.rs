@@ -5,6 +5,7 @@ mod build;
 mod cli;
 mod interop;
 mod lakeread;
+mod quality;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1352,8 +1352,12 @@ fn generic_test_node(
         args.insert("column_name".into(), Json::from(c));
     }
     args.extend(spec.kwargs.clone());
-    let (full_name, short_name) =
-        generic_tests::synthesize_name(&spec.test_name, &target_name, &args);
+    // dbt prefixes a package's tests with its name (`dbt_utils_accepted_range_...`).
+    let test_type = match &spec.namespace {
+        Some(ns) => format!("{ns}_{}", spec.test_name),
+        None => spec.test_name.clone(),
+    };
+    let (full_name, short_name) = generic_tests::synthesize_name(&test_type, &target_name, &args);
     let name = spec.custom_name.clone().unwrap_or(full_name);
     // dbt names a generic test after the folder of its properties file.
     let mut fqn = vec![project.name.clone()];

@@ -28,7 +28,17 @@ const CONFIG_KEYS: &[&str] = &[
 
 /// The generic tests lake compiles itself (a project macro named
 /// `test_<name>` overrides them, as in dbt).
-pub const BUILTIN: &[&str] = &["unique", "not_null", "accepted_values", "relationships"];
+pub const BUILTIN: &[&str] = &[
+    "unique",
+    "not_null",
+    "accepted_values",
+    "relationships",
+    "accepted_range",
+    "expression_is_true",
+    "row_count",
+    "unique_combination_of_columns",
+    "not_empty",
+];
 
 /// One test entry of a properties file.
 #[derive(Debug, Clone, PartialEq)]
@@ -256,9 +266,92 @@ pub fn builtin_sql(
                 "with child as (\n    select {c} as from_field\n    from {model}\n    where {c} is not null\n),\n\nparent as (\n    select {field} as to_field\n    from {to}\n)\n\nselect\n    from_field\nfrom child\nleft join parent\n    on child.from_field = parent.to_field\nwhere parent.to_field is null\n"
             )
         }
+        "accepted_range" => {
+            let c = need_column()?;
+            let min = number_arg(kwargs, &["min_value", "min"])?;
+            let max = number_arg(kwargs, &["max_value", "max"])?;
+            if min.is_none() && max.is_none() {
+                return Err("test 'accepted_range' needs `min_value`, `max_value` or both".into());
+            }
+            let inclusive = kwargs
+                .get("inclusive")
+                .and_then(Json::as_bool)
+                .unwrap_or(true);
+            let eq = if inclusive { "=" } else { "" };
+            let mut outside = Vec::new();
+            if let Some(min) = min {
+                outside.push(format!("not {c} >{eq} {min}"));
+            }
+            if let Some(max) = max {
+                outside.push(format!("not {c} <{eq} {max}"));
+            }
+            format!(
+                "select *\nfrom {model}\nwhere {}\n",
+                outside.join("\n   or ")
+            )
+        }
+        "expression_is_true" => {
+            let expression = kwargs
+                .get("expression")
+                .and_then(Json::as_str)
+                .ok_or("test 'expression_is_true' needs `expression:`, for example `expression: \"amount >= 0\"`")?;
+            match column {
+                Some(c) => format!("select *\nfrom {model}\nwhere not ({c} {expression})\n"),
+                None => format!("select *\nfrom {model}\nwhere not ({expression})\n"),
+            }
+        }
+        "row_count" => {
+            let min = number_arg(kwargs, &["min_value", "min"])?;
+            let max = number_arg(kwargs, &["max_value", "max"])?;
+            let mut bounds = Vec::new();
+            if let Some(min) = min {
+                bounds.push(format!("count(*) >= {min}"));
+            }
+            if let Some(max) = max {
+                bounds.push(format!("count(*) <= {max}"));
+            }
+            if bounds.is_empty() {
+                return Err("test 'row_count' needs `min_value`, `max_value` or both".into());
+            }
+            // One failing row when the count is out of bounds.
+            format!(
+                "select count(*) as row_count\nfrom {model}\nhaving not ({})\n",
+                bounds.join(" and ")
+            )
+        }
+        "unique_combination_of_columns" => {
+            let columns: Vec<String> = kwargs
+                .get("combination_of_columns")
+                .and_then(Json::as_array)
+                .map(|cs| cs.iter().filter_map(|c| c.as_str().map(str::to_string)).collect())
+                .filter(|cs: &Vec<String>| !cs.is_empty())
+                .ok_or("test 'unique_combination_of_columns' needs `combination_of_columns:`, a list of columns")?;
+            let list = columns.join(", ");
+            format!(
+                "select {list}, count(*) as n_records\nfrom {model}\ngroup by {list}\nhaving count(*) > 1\n"
+            )
+        }
+        "not_empty" => format!(
+            "select 1 as empty_table\nfrom (select count(*) as n from {model}) t\nwhere n = 0\n"
+        ),
         _ => return Ok(None),
     };
     Ok(Some(sql))
+}
+
+/// A numeric argument under any of `names`, as SQL text.
+fn number_arg(kwargs: &Map<String, Json>, names: &[&str]) -> Result<Option<String>, String> {
+    for name in names {
+        match kwargs.get(*name) {
+            None | Some(Json::Null) => continue,
+            Some(Json::Number(n)) => return Ok(Some(n.to_string())),
+            Some(Json::String(s)) if s.trim().parse::<f64>().is_ok() => {
+                return Ok(Some(s.trim().to_string()));
+            }
+            Some(other) => return Err(format!("`{name}` must be a number, not {other}")),
+        }
+    }
+    Ok(None)
 }
 
 /// dbt renders string arguments that look like a call (`ref('x')`,
@@ -331,6 +424,52 @@ mod tests {
         assert_eq!(t.kwargs, args(json!({"expression": "a > 0"})));
         assert!(parse_entry(&json!(["x"])).is_err());
         assert!(parse_entry(&json!({"a": 1, "b": 2})).is_err());
+    }
+
+    #[test]
+    fn extra_tests_sql() {
+        let sql = builtin_sql(
+            "accepted_range",
+            "m",
+            Some("a"),
+            &args(json!({"min_value": 0, "max_value": 10, "inclusive": false})),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(sql, "select *\nfrom m\nwhere not a > 0\n   or not a < 10\n");
+        let sql = builtin_sql("row_count", "m", None, &args(json!({"min_value": 1})))
+            .unwrap()
+            .unwrap();
+        assert!(sql.contains("having not (count(*) >= 1)"), "{sql}");
+        let sql = builtin_sql(
+            "unique_combination_of_columns",
+            "m",
+            None,
+            &args(json!({"combination_of_columns": ["a", "b"]})),
+        )
+        .unwrap()
+        .unwrap();
+        assert!(sql.contains("group by a, b"), "{sql}");
+        assert!(builtin_sql("accepted_range", "m", Some("a"), &Map::new()).is_err());
+        assert!(
+            builtin_sql(
+                "accepted_range",
+                "m",
+                Some("a"),
+                &args(json!({"min_value": "x"}))
+            )
+            .is_err()
+        );
+        assert!(builtin_sql("unique_combination_of_columns", "m", None, &Map::new()).is_err());
+        let sql = builtin_sql(
+            "expression_is_true",
+            "m",
+            Some("a"),
+            &args(json!({"expression": ">= 0"})),
+        )
+        .unwrap()
+        .unwrap();
+        assert!(sql.contains("where not (a >= 0)"), "{sql}");
     }
 
     #[test]

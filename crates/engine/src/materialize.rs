@@ -594,12 +594,14 @@ impl Materializer<'_> {
             .limit
             .map(|l| format!("\nlimit {l}"))
             .unwrap_or_default();
-        let failures = self
-            .count(
-                node,
-                &format!("select count(*) from (\n{sql}\n{limit}\n) as lake_test"),
-            )
-            .await?;
+        let failing = format!("select * from (\n{sql}\n{limit}\n) as lake_test");
+        let (failures, stored) = if node.config.store_failures == Some(true) {
+            let (failures, table) = self.store_failures(node, &failing).await?;
+            (failures, Some(table))
+        } else {
+            let count = format!("select count(*) from (\n{sql}\n{limit}\n) as lake_test");
+            (self.count(node, &count).await?, None)
+        };
         let severity = node.config.severity.as_deref().unwrap_or("error");
         let error_if = node.config.error_if.as_deref().unwrap_or("!=0");
         let warn_if = node.config.warn_if.as_deref().unwrap_or("!=0");
@@ -628,12 +630,61 @@ impl Materializer<'_> {
         } else {
             Status::Pass
         };
+        let mut message = format!("{failures} failing rows");
+        if let Some(table) = stored {
+            message.push_str(&format!(" (stored in {table})"));
+        }
         Ok(NodeOutcome {
             status: Some(status),
-            message: format!("{failures} failing rows"),
+            message,
             failures: Some(failures),
             ..Default::default()
         })
+    }
+
+    /// `store_failures`: the failing rows replace the table
+    /// `audit.<test name>` (dbt's short name when the name is long), and
+    /// their number is the failure count.
+    async fn store_failures(&self, node: &Node, failing: &str) -> Result<(u64, String)> {
+        let name = if node.name.len() >= 64 {
+            node.path
+                .rsplit('/')
+                .next()
+                .unwrap_or(&node.name)
+                .trim_end_matches(".sql")
+                .to_string()
+        } else {
+            node.name.clone()
+        };
+        lake_storage::check_name(&name)
+            .map_err(|e| self.config_error(node, format!("store_failures: {e}")))?;
+        let df = self
+            .session
+            .plan_query(failing)
+            .await
+            .map_err(|e| self.sql_error(node, e))?;
+        let outcome = TableWrite::new(
+            self.session.root().clone(),
+            "audit",
+            &name,
+            df.into_unoptimized_plan(),
+            self.session.state(),
+        )
+        .with_mode(WriteMode::Overwrite)
+        .with_schema_change(SchemaChange::Replace)
+        .with_metadata("lake.node", json!(node.unique_id))
+        .with_metadata("lake.run_id", json!(self.run_id))
+        .await?;
+        self.session.catalog().note_written("audit", &name);
+        let table = format!("audit.{name}");
+        let failures = match outcome.rows_written {
+            Some(n) => n,
+            None => {
+                self.count(node, &format!("select count(*) from {table}"))
+                    .await?
+            }
+        };
+        Ok((failures, table))
     }
 
     /// Rows of the tested relation (for percentage thresholds).

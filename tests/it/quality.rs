@@ -1,0 +1,131 @@
+//! Data tests end to end: each test type passes on good data and fails on
+//! bad data with the right count; store_failures keeps the failing rows.
+
+use super::lakeread::query;
+use super::{lake, project, stdout};
+
+const TESTS: &str = "
+    data_tests:
+      - row_count: {min_value: 1, max_value: 3}
+      - dbt_utils.unique_combination_of_columns: {combination_of_columns: [id, grp]}
+      - dbt_utils.expression_is_true: {expression: 'price >= 0'}
+      - not_empty
+    columns:
+      - name: price
+        data_tests:
+          - dbt_utils.accepted_range:
+              min_value: 0
+              max_value: 100
+              config: {store_failures: true}
+";
+
+#[test]
+fn every_test_type_passes_on_good_data_and_counts_bad_rows() {
+    let schema = format!(
+        "version: 2\nseeds:\n  - name: good{TESTS}  - name: bad{TESTS}  - name: empty\n    data_tests: [not_empty]\n"
+    );
+    let dir = project(&[
+        ("lake_project.yml", "name: q\n"),
+        ("seeds/good.csv", "id,grp,price\n1,a,10\n2,a,20\n3,b,30\n"),
+        // Out of range: -5 and 200 (NULL is not); a repeated (1, a); four
+        // rows; one negative price.
+        (
+            "seeds/bad.csv",
+            "id,grp,price\n1,a,10\n1,a,-5\n2,b,200\n3,b,\n",
+        ),
+        ("seeds/empty.csv", "id,grp,price\n"),
+        ("seeds/schema.yml", &schema),
+    ]);
+    let out = lake(dir.path(), &["build"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "failing tests fail the run: {}",
+        stdout(&out)
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("target/manifest.json")).unwrap())
+            .unwrap();
+    let results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("target/run_results.json")).unwrap())
+            .unwrap();
+    let outcome = |test: &str, seed: &str| -> (String, u64) {
+        let id = manifest["nodes"]
+            .as_object()
+            .unwrap()
+            .values()
+            .find(|n| {
+                n["test_metadata"]["name"] == test && n["attached_node"] == format!("seed.q.{seed}")
+            })
+            .unwrap_or_else(|| panic!("no {test} on {seed}"))["unique_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let r = results["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["unique_id"] == id)
+            .unwrap();
+        (
+            r["status"].as_str().unwrap().to_string(),
+            r["failures"].as_u64().unwrap(),
+        )
+    };
+    for test in [
+        "row_count",
+        "unique_combination_of_columns",
+        "expression_is_true",
+        "not_empty",
+        "accepted_range",
+    ] {
+        assert_eq!(
+            outcome(test, "good"),
+            ("pass".to_string(), 0),
+            "{test} on good data"
+        );
+    }
+    assert_eq!(outcome("accepted_range", "bad"), ("fail".to_string(), 2));
+    assert_eq!(
+        outcome("expression_is_true", "bad"),
+        ("fail".to_string(), 1)
+    );
+    assert_eq!(outcome("row_count", "bad"), ("fail".to_string(), 1));
+    assert_eq!(
+        outcome("unique_combination_of_columns", "bad"),
+        ("fail".to_string(), 1)
+    );
+    assert_eq!(outcome("not_empty", "bad"), ("pass".to_string(), 0));
+    assert_eq!(outcome("not_empty", "empty"), ("fail".to_string(), 1));
+    // dbt's names for package tests.
+    assert!(
+        stdout(&out).contains("dbt_utils_accepted_range_bad_price__100__0"),
+        "{}",
+        stdout(&out)
+    );
+    // The failing rows, replaced each run.
+    let root = dir.path().join(".lake");
+    assert_eq!(
+        query(
+            &root,
+            "select cast(price as bigint) from audit.dbt_utils_accepted_range_bad_price__100__0 order by 1"
+        ),
+        [["-5"], ["200"]]
+    );
+    assert_eq!(
+        query(
+            &root,
+            "select count(*) from audit.dbt_utils_accepted_range_good_price__100__0"
+        ),
+        [["0"]]
+    );
+    std::fs::write(dir.path().join("seeds/bad.csv"), "id,grp,price\n1,a,500\n").unwrap();
+    let _ = lake(dir.path(), &["build", "-s", "bad"]);
+    assert_eq!(
+        query(
+            &root,
+            "select cast(price as bigint) from audit.dbt_utils_accepted_range_bad_price__100__0"
+        ),
+        [["500"]]
+    );
+}
