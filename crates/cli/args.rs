@@ -43,6 +43,11 @@ pub enum Command {
     /// Run again the nodes that errored, failed or were skipped in the last
     /// run (from target/run_results.json).
     Retry(RetryArgs),
+    /// Commands about sources (`lake source freshness`).
+    Source {
+        #[command(subcommand)]
+        command: SourceCommand,
+    },
     /// Create a new, working project in DIR: lake_project.yml, a seed, two
     /// models and a schema.yml with tests.
     Init(InitArgs),
@@ -139,6 +144,33 @@ pub struct RunArgs {
     pub select: SelectArgs,
     #[command(flatten)]
     pub exec: ExecArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SourceCommand {
+    /// How old the newest row of each source table is, against its
+    /// `freshness: {warn_after, error_after}`; writes target/sources.json.
+    ///
+    /// Sources need a `loaded_at_field` and a `freshness` block. The exit
+    /// code is 1 when a source is past `error_after` or cannot be read.
+    /// `LAKE_NOW` (RFC 3339) fixes the clock, for tests and replays.
+    Freshness(FreshnessArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FreshnessArgs {
+    #[command(flatten)]
+    pub project: ProjectArgs,
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// The lake root: a path (relative to the project) or a URL (file://,
+    /// memory://). Default: the target's or the project file's `root`, or
+    /// <project>/.lake.
+    #[arg(long, value_name = "URL", env = "LAKE_ROOT")]
+    pub lake_root: Option<String>,
+    /// Output: `text` for people, `json` for one JSON object per source.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 #[derive(Debug, Args)]

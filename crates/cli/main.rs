@@ -75,6 +75,9 @@ fn main() -> ExitCode {
         Command::Seed(args) => commands::build::run(args, commands::build::Kind::Seed),
         Command::Test(args) => commands::build::run(args, commands::build::Kind::Test),
         Command::Retry(args) => commands::build::retry(args),
+        Command::Source {
+            command: args::SourceCommand::Freshness(args),
+        } => commands::freshness::run(args),
         Command::Init(args) => commands::init::run(args),
         Command::GenerateDocs => docs::print_cli_markdown(),
     };

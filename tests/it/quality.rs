@@ -129,3 +129,109 @@ fn every_test_type_passes_on_good_data_and_counts_bad_rows() {
         [["500"]]
     );
 }
+
+#[test]
+fn source_freshness_with_a_fixed_clock() {
+    // The seeds stand in for loaded sources; identifiers point at them.
+    let dir = project(&[
+        ("lake_project.yml", "name: f\n"),
+        (
+            "seeds/events.csv",
+            "id,loaded_at\n1,2026-11-20 06:00:00\n2,2026-11-21 06:00:00\n",
+        ),
+        ("seeds/orders.csv", "id,loaded_at\n1,2026-11-19 12:00:00\n"),
+        (
+            "seeds/payments.csv",
+            "id,loaded_at\n1,2026-11-21 11:30:00\n",
+        ),
+        (
+            "models/sources.yml",
+            "version: 2
+sources:
+  - name: shop
+    loaded_at_field: loaded_at
+    freshness:
+      warn_after: {count: 4, period: hour}
+      error_after: {count: 1, period: day}
+    tables:
+      - name: events
+        identifier: events
+      - name: orders
+        identifier: orders
+      - name: payments
+        identifier: payments
+      - name: refunds
+        identifier: refunds
+      - name: unchecked
+        identifier: events
+        freshness: null
+",
+        ),
+    ]);
+    assert!(lake(dir.path(), &["seed"]).status.success());
+    let run = |now: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_lake"))
+            .args(["source", "freshness"])
+            .current_dir(dir.path())
+            .env("LAKE_NOW", now)
+            .env_remove("LAKE_ROOT")
+            .output()
+            .unwrap()
+    };
+    let out = run("2026-11-21T12:00:00Z");
+    // refunds has no table: a runtime error, so the command fails.
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("WARN freshness of shop.events [newest 2026-11-21T06:00:00, 6.0 h ago]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ERROR STALE freshness of shop.orders"),
+        "{text}"
+    );
+    assert!(text.contains("PASS freshness of shop.payments"), "{text}");
+    assert!(text.contains("ERROR freshness of shop.refunds"), "{text}");
+    assert!(
+        !text.contains("unchecked"),
+        "freshness: null opts out: {text}"
+    );
+    let sources: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("target/sources.json")).unwrap())
+            .unwrap();
+    let by_id = |id: &str| {
+        sources["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["unique_id"] == id)
+            .cloned()
+            .unwrap()
+    };
+    let events = by_id("source.f.shop.events");
+    assert_eq!(events["status"], "warn");
+    assert_eq!(events["max_loaded_at_time_ago_in_s"], 21600.0);
+    assert_eq!(events["criteria"]["error_after"]["period"], "day");
+    assert_eq!(by_id("source.f.shop.orders")["status"], "error");
+    assert_eq!(by_id("source.f.shop.refunds")["status"], "runtime error");
+    // Earlier in the day, and only the readable ones: everything passes.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lake"))
+        .args([
+            "source",
+            "freshness",
+            "-s",
+            "source:shop.events",
+            "source:shop.payments",
+        ])
+        .current_dir(dir.path())
+        .env("LAKE_NOW", "2026-11-21T11:45:00Z")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert_eq!(stdout(&out).matches("PASS").count(), 1, "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("WARN freshness of shop.events"),
+        "{}",
+        stdout(&out)
+    );
+}

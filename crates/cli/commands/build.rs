@@ -124,16 +124,15 @@ fn parse_size(text: &str) -> Option<usize> {
 
 /// The lake root in effect: `--lake-root`/`LAKE_ROOT`, the target's, the
 /// project file's, or `.lake`.
-fn lake_root(
+pub fn lake_root(
     compiled: &Compiled,
-    exec: &ExecArgs,
+    flag: Option<&str>,
     project_dir: &Path,
 ) -> Result<LakeRoot, Failure> {
     let project = &compiled.project;
     let target = project.targets.get(&compiled.manifest.metadata.target_name);
-    let root = exec
-        .lake_root
-        .clone()
+    let root = flag
+        .map(str::to_string)
         .or_else(|| target.and_then(|t| t.root.clone()))
         .or_else(|| project.lake.root.clone())
         .unwrap_or_else(|| ".lake".into());
@@ -166,7 +165,7 @@ fn execute(
         &compiled.project.target_path,
         None,
     )?;
-    let root = lake_root(&compiled, exec, project_dir)?;
+    let root = lake_root(&compiled, exec.lake_root.as_deref(), project_dir)?;
     let threads = exec
         .threads
         // Nodes spend part of their time waiting on storage, so even a

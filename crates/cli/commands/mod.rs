@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod compile;
+pub mod freshness;
 pub mod init;
 pub mod ls;
 

@@ -120,7 +120,9 @@ pub struct SourceTableProperties {
     pub description: Option<String>,
     #[serde(default)]
     pub loaded_at_field: Option<String>,
-    #[serde(default)]
+    /// `Some(Null)` for an explicit `freshness: null`, which turns off the
+    /// source's freshness for this table (absent inherits it).
+    #[serde(default, deserialize_with = "present")]
     pub freshness: Option<Json>,
     #[serde(default)]
     pub external: Option<Json>,
@@ -142,6 +144,12 @@ impl SourceTableProperties {
     pub fn all_tests(&self) -> impl Iterator<Item = &Json> {
         self.tests.iter().chain(&self.data_tests)
     }
+}
+
+/// A key that is present deserializes to `Some`, even when its value is
+/// null; an absent one stays `None` (by `serde(default)`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Json>, D::Error> {
+    <Json as Deserialize>::deserialize(d).map(Some)
 }
 
 /// Finds `{% docs name %}...{% enddocs %}` blocks in a markdown file.

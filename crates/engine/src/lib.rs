@@ -5,6 +5,7 @@
 //! and schema-change modes), data tests, and `run_results.json`.
 
 mod error;
+mod freshness;
 mod materialize;
 mod results;
 mod runner;
@@ -12,6 +13,9 @@ mod seed;
 mod session;
 
 pub use error::{EngineError, Result};
+pub use freshness::{
+    FreshnessResult, FreshnessResults, FreshnessStatus, check_source, checked_sources,
+};
 pub use materialize::{NodeOutcome, split_relation};
 pub use results::{AdapterResponse, NodeResult, RunMetadata, RunResults, Status};
 pub use runner::{RunEvent, RunOptions, Runner, describe, new_run_id};
