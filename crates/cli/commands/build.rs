@@ -46,12 +46,7 @@ impl Kind {
 }
 
 pub fn run(args: RunArgs, kind: Kind) -> CmdResult {
-    let compiled = super::compile_project(&args.project)?;
-    let selected = lake_compiler::select(
-        &compiled.manifest,
-        &args.select.select,
-        &args.select.exclude,
-    )?;
+    let (compiled, selected) = super::compile_and_select(&args.project, &args.select)?;
     let selected: BTreeSet<String> = selected
         .into_iter()
         .filter(|id| {
@@ -177,10 +172,7 @@ fn execute(
                 .max(4)
         })
         .max(1);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::Internal(e.into()))?;
+    let runtime = super::runtime()?;
     let target_dir = project_dir.join(&compiled.project.target_path);
     let format = exec.log_format;
     let options = RunOptions {

@@ -10,12 +10,7 @@ use crate::args::{CompileArgs, LogFormat};
 
 pub fn run(args: CompileArgs) -> CmdResult {
     let start = Instant::now();
-    let mut compiled = super::compile_project(&args.project)?;
-    let selected = lake_compiler::select(
-        &compiled.manifest,
-        &args.select.select,
-        &args.select.exclude,
-    )?;
+    let (mut compiled, selected) = super::compile_and_select(&args.project, &args.select)?;
     let narrowed = !args.select.select.is_empty() || !args.select.exclude.is_empty();
     let stats = lake_compiler::write_artifacts(
         &mut compiled.manifest,

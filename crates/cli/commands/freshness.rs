@@ -21,12 +21,7 @@ fn now() -> Result<DateTime<Utc>, Failure> {
 }
 
 pub fn run(args: FreshnessArgs) -> CmdResult {
-    let compiled = super::compile_project(&args.project)?;
-    let selected = lake_compiler::select(
-        &compiled.manifest,
-        &args.select.select,
-        &args.select.exclude,
-    )?;
+    let (compiled, selected) = super::compile_and_select(&args.project, &args.select)?;
     let sources = lake_engine::checked_sources(
         compiled
             .manifest
@@ -40,10 +35,7 @@ pub fn run(args: FreshnessArgs) -> CmdResult {
         args.lake_root.as_deref(),
         &args.project.project_dir,
     )?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::Internal(e.into()))?;
+    let runtime = super::runtime()?;
     let started = std::time::Instant::now();
     let results = runtime.block_on(async {
         let session = LakeSession::open(Arc::new(root), &SessionOptions::default())

@@ -8,9 +8,8 @@ use crate::CmdResult;
 use crate::args::{LsArgs, LsOutput};
 
 pub fn run(args: LsArgs) -> CmdResult {
-    let compiled = super::compile_project(&args.project)?;
+    let (compiled, selected) = super::compile_and_select(&args.project, &args.select)?;
     let manifest = &compiled.manifest;
-    let selected = lake_compiler::select(manifest, &args.select.select, &args.select.exclude)?;
     let types: Vec<ResourceType> = args
         .resource_type
         .iter()

@@ -6,10 +6,12 @@ pub mod freshness;
 pub mod init;
 pub mod ls;
 
+use std::collections::BTreeSet;
+
 use lake_compiler::{CompileOptions, Compiled};
 
 use crate::Failure;
-use crate::args::ProjectArgs;
+use crate::args::{ProjectArgs, SelectArgs};
 
 /// Ends a command that holds a compiled project: the process exits next, so
 /// freeing every node one by one (a large share of a big project's compile
@@ -32,4 +34,22 @@ pub fn compile_project(args: &ProjectArgs) -> Result<Compiled, Failure> {
         }
     }
     Ok(compiled)
+}
+
+/// Compiles the project and resolves `--select`/`--exclude` on it.
+pub fn compile_and_select(
+    project: &ProjectArgs,
+    select: &SelectArgs,
+) -> Result<(Compiled, BTreeSet<String>), Failure> {
+    let compiled = compile_project(project)?;
+    let selected = lake_compiler::select(&compiled.manifest, &select.select, &select.exclude)?;
+    Ok((compiled, selected))
+}
+
+/// The async runtime of the commands that touch the lake.
+pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Internal(e.into()))
 }

@@ -1168,6 +1168,16 @@ fn discover(project: &ProjectFile, errors: &mut Vec<CompileError>) -> Discovered
         let file = within.rsplit('/').next().unwrap_or(within);
         file.rsplit_once('.').map_or(file, |(s, _)| s).to_string()
     };
+    let sql_file = |within: String, original_file_path: String, raw: String| {
+        let name = stem(&within);
+        SqlFile {
+            fqn: fqn_of(&within, &name),
+            name,
+            path: within,
+            original_file_path,
+            raw,
+        }
+    };
     let mut found = Discovered::default();
     for ((kind, _, within, original), text) in listed.into_iter().zip(texts) {
         let text = match text {
@@ -1189,29 +1199,13 @@ fn discover(project: &ProjectFile, errors: &mut Vec<CompileError>) -> Discovered
                     original_file_path: original,
                 });
             }
-            FileKind::Model => {
-                let name = stem(&within);
-                found.models.push(SqlFile {
-                    fqn: fqn_of(&within, &name),
-                    name,
-                    path: within,
-                    original_file_path: original,
-                    raw: text,
-                });
-            }
+            FileKind::Model => found.models.push(sql_file(within, original, text)),
             FileKind::Macro | FileKind::TestSql => {
                 let macro_file = jinja::prepare_macro_file(&original, &text);
                 if kind == FileKind::Macro || !macro_file.names.is_empty() {
                     found.macro_files.push(macro_file);
                 } else {
-                    let name = stem(&within);
-                    found.singular_tests.push(SqlFile {
-                        fqn: fqn_of(&within, &name),
-                        name,
-                        path: within,
-                        original_file_path: original,
-                        raw: text,
-                    });
+                    found.singular_tests.push(sql_file(within, original, text));
                 }
             }
         }

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use datafusion::arrow::array::{Array, Int64Array};
-use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Column, ScalarValue};
 use datafusion::logical_expr::{Expr, cast, lit};
 use datafusion::prelude::DataFrame;
@@ -46,19 +46,12 @@ fn col(name: &str) -> Expr {
     Expr::Column(Column::new_unqualified(name))
 }
 
-/// Types as a user sees them: storage encodings (views, dictionaries,
-/// large variants, timestamp units) do not count as a change.
+/// Types as a user sees them: what Delta stores, with string views as
+/// strings; storage encodings do not count as a change.
 fn normalized(dt: &DataType) -> DataType {
-    match dt {
-        DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
-        DataType::BinaryView | DataType::LargeBinary => DataType::Binary,
-        DataType::Dictionary(_, v) => normalized(v),
-        DataType::Timestamp(_, tz) => DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
-        DataType::UInt8 => DataType::Int16,
-        DataType::UInt16 => DataType::Int32,
-        DataType::UInt32 | DataType::UInt64 => DataType::Int64,
-        DataType::Null => DataType::Utf8,
-        other => other.clone(),
+    match lake_storage::stored_type(dt) {
+        DataType::Utf8View => DataType::Utf8,
+        other => other,
     }
 }
 
@@ -216,7 +209,7 @@ impl Materializer<'_> {
             .plan_query(&sql)
             .await
             .map_err(|e| self.sql_error(node, e))?;
-        let shadowed = self.session.root().load_table(zone, name).await?.is_some();
+        let shadowed = self.session.root().has_table(zone, name).await?;
         self.session
             .root()
             .views()
@@ -259,7 +252,7 @@ impl Materializer<'_> {
     async fn incremental(&self, node: &Node) -> Result<NodeOutcome> {
         let (zone, name) = self.relation(node)?;
         let full_refresh = node.config.full_refresh.unwrap_or(self.full_refresh);
-        let exists = self.session.root().load_table(zone, name).await?.is_some();
+        let exists = self.session.root().has_table(zone, name).await?;
         if !exists || full_refresh {
             let mut outcome = self.table(node, &node.compiled_code).await?;
             outcome.message = format!(
@@ -498,7 +491,6 @@ impl Materializer<'_> {
         keys: &[String],
         diff: &SchemaDiff,
     ) -> Result<NodeOutcome> {
-        let (zone, name) = self.relation(node)?;
         let df_err = |e| self.sql_error(node, e);
         // The old rows in the new shape.
         let mut exprs = Vec::new();
@@ -559,7 +551,6 @@ impl Materializer<'_> {
             outcome.message,
             diff.describe()
         );
-        let _ = (zone, name);
         Ok(outcome)
     }
 

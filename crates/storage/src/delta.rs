@@ -85,6 +85,11 @@ fn delta_type(data_type: &DataType) -> Option<DataType> {
     })
 }
 
+/// The type Delta Lake stores for `data_type`.
+pub fn stored_type(data_type: &DataType) -> DataType {
+    delta_type(data_type).unwrap_or_else(|| data_type.clone())
+}
+
 /// `plan` with a projection that casts columns to types Delta stores; the
 /// plan itself when none needs it.
 pub fn delta_compatible(plan: LogicalPlan) -> Result<LogicalPlan> {

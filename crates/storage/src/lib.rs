@@ -15,6 +15,7 @@ mod views;
 pub use catalog::{CATALOG, LakeCatalog, ZoneSchema};
 pub use delta::{
     CommitOutcome, SchemaChange, TableMerge, TableWrite, WriteMode, delta_compatible, quote_ident,
+    stored_type,
 };
 pub use error::{Result, StorageError};
 pub use root::{LakeRoot, ZONES, check_name, check_zone};

@@ -125,13 +125,10 @@ impl LakeRoot {
         name: &str,
         version: Option<u64>,
     ) -> Result<Option<DeltaTable>> {
-        let url = self.table_url(zone, name)?;
-        if let Ok(dir) = url.to_file_path()
-            && url.scheme() == "file"
-            && !dir.join("_delta_log").is_dir()
-        {
+        if !self.has_table(zone, name).await? {
             return Ok(None);
         }
+        let url = self.table_url(zone, name)?;
         let mut builder = DeltaTableBuilder::from_url(url)
             .map_err(|e| StorageError::delta(format!("{zone}.{name}"), e))?
             .with_storage_options(self.storage_options.clone());
@@ -168,6 +165,26 @@ impl LakeRoot {
             .map_err(|e| StorageError::delta(format!("{zone}.{name}"), e))
     }
 
+    /// Whether `zone.name` is a Delta table, without loading it.
+    pub async fn has_table(&self, zone: &str, name: &str) -> Result<bool> {
+        check_zone(zone)?;
+        check_name(name)?;
+        self.has_log(&self.path(&[zone, name])).await
+    }
+
+    /// A folder is a table once it has a log entry: a first write that never
+    /// committed leaves a folder without one.
+    async fn has_log(&self, table: &Path) -> Result<bool> {
+        let log = table.clone().join("_delta_log");
+        let first = self.store.list(Some(&log)).try_next().await;
+        first
+            .map(|entry| entry.is_some())
+            .map_err(|source| StorageError::ObjectStore {
+                location: log.to_string(),
+                source,
+            })
+    }
+
     /// The names of the Delta tables in `zone`.
     pub async fn list_tables(&self, zone: &str) -> Result<Vec<String>> {
         check_zone(zone)?;
@@ -185,19 +202,7 @@ impl LakeRoot {
         let mut names = Vec::new();
         for dir in listing.common_prefixes {
             let Some(name) = dir.filename() else { continue };
-            // A folder without a log is not (yet) a table: a first write
-            // that never committed leaves one.
-            let log = dir.clone().join("_delta_log");
-            let mut entries = self.store.list(Some(&log));
-            if entries
-                .try_next()
-                .await
-                .map_err(|source| StorageError::ObjectStore {
-                    location: log.to_string(),
-                    source,
-                })?
-                .is_some()
-            {
+            if self.has_log(&dir).await? {
                 names.push(name.to_string());
             }
         }
