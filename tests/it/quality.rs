@@ -2,7 +2,7 @@
 //! bad data with the right count; store_failures keeps the failing rows.
 
 use super::lakeread::query;
-use super::{lake, project, stdout};
+use super::{lake, project, stderr, stdout};
 
 const TESTS: &str = "
     data_tests:
@@ -234,4 +234,185 @@ sources:
         "{}",
         stdout(&out)
     );
+}
+
+const CONTRACT: &str = "version: 2
+models:
+  - name: orders
+    config:
+      contract: {enforced: true}
+    constraints:
+      - type: primary_key
+        columns: [order_id]
+    columns:
+      - name: order_id
+        data_type: bigint
+      - name: customer_id
+        data_type: bigint
+        constraints:
+          - type: not_null
+      - name: amount
+        data_type: double
+        constraints:
+          - type: check
+            expression: amount >= 0
+            name: non_negative
+      - name: note
+        data_type: varchar
+        constraints:
+          - type: foreign_key
+";
+
+fn delta_commits(root: &std::path::Path, table: &str) -> usize {
+    std::fs::read_dir(root.join(table).join("_delta_log"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".json")
+        })
+        .count()
+}
+
+/// A table and an incremental model under the same contract: good rows are
+/// written in the contract's column order; each kind of violation fails the
+/// model with counts and leaves the previous version.
+#[test]
+fn contracts_block_bad_rows_and_keep_the_previous_version() {
+    for materialized in ["table", "incremental"] {
+        let config = if materialized == "incremental" {
+            "{{ config(materialized='incremental', unique_key='order_id') }}\n"
+        } else {
+            "{{ config(materialized='table') }}\n"
+        };
+        let model = |rows: &str| {
+            format!(
+                "{config}select * from (values {rows}) as t(order_id, note, amount, customer_id)"
+            )
+        };
+        let good = "(1, 'a', 10.0, 7), (2, 'b', 0.0, 8)";
+        let dir = project(&[
+            ("lake_project.yml", "name: c\n"),
+            ("models/orders.sql", &model(good)),
+            ("models/schema.yml", CONTRACT),
+        ]);
+        let root = dir.path().join(".lake");
+        let out = lake(dir.path(), &["build"]);
+        assert!(out.status.success(), "{materialized}: {}", stdout(&out));
+        assert!(
+            stdout(&out).contains("not enforced, as in most warehouses: foreign_key(note)"),
+            "{}",
+            stdout(&out)
+        );
+        // Contract order, not the SQL's.
+        assert_eq!(
+            query(&root, "select * from curated.orders order by order_id"),
+            [["1", "7", "10.0", "a"], ["2", "8", "0.0", "b"]]
+        );
+        let commits = delta_commits(&root, "curated/orders");
+
+        for (rows, needle) in [
+            (
+                "(3, 'c', -1.0, 7), (4, 'd', -2.0, 8), (5, 'e', 1.0, 9)",
+                "check 'non_negative' (amount >= 0) (2 rows)",
+            ),
+            (
+                "(3, 'c', 1.0, cast(null as bigint)), (4, 'd', 2.0, 8)",
+                "not_null(customer_id): column 'customer_id' is NULL (1 row)",
+            ),
+            (
+                "(cast(null as bigint), 'c', 1.0, 7)",
+                "primary_key(order_id): column 'order_id' is NULL (1 row)",
+            ),
+            (
+                "(3, 'c', 1.0, 7), (3, 'd', 2.0, 8), (4, 'e', 1.0, 7), (4, 'f', 1.0, 7)",
+                "unique(order_id): 2 values appear more than once",
+            ),
+        ] {
+            std::fs::write(dir.path().join("models/orders.sql"), model(rows)).unwrap();
+            let out = lake(dir.path(), &["build"]);
+            let text = format!("{}{}", stdout(&out), stderr(&out));
+            assert_eq!(out.status.code(), Some(1), "{materialized} {rows}: {text}");
+            assert!(
+                text.contains("the contract of curated.orders is violated, so nothing was written"),
+                "{text}"
+            );
+            assert!(
+                text.contains(needle),
+                "{materialized}: expected {needle:?} in {text}"
+            );
+            assert_eq!(
+                delta_commits(&root, "curated/orders"),
+                commits,
+                "{materialized}: {text}"
+            );
+            assert_eq!(
+                query(&root, "select count(*) from curated.orders"),
+                [["2"]],
+                "{materialized}: the previous version stays"
+            );
+        }
+
+        // Shape: a missing column, an extra one and a wrong type are all
+        // reported at once, before any data is read.
+        std::fs::write(
+            dir.path().join("models/orders.sql"),
+            format!("{config}select 1 as order_id, 'x' as customer_id, 1.0 as amount, 2 as extra"),
+        )
+        .unwrap();
+        let out = lake(dir.path(), &["build"]);
+        let text = format!("{}{}", stdout(&out), stderr(&out));
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        for needle in [
+            "column 'customer_id': the SQL returns Utf8 but the contract says bigint (Int64)",
+            "column 'note' is in the contract but the SQL does not return it",
+            "column 'extra' is returned by the SQL but missing from the contract",
+        ] {
+            assert!(text.contains(needle), "expected {needle:?} in {text}");
+        }
+        assert_eq!(delta_commits(&root, "curated/orders"), commits);
+    }
+}
+
+#[test]
+fn a_contract_with_an_unknown_type_or_bad_check_says_which() {
+    let schema = "version: 2
+models:
+  - name: m
+    config:
+      contract: {enforced: true}
+    columns:
+      - name: id
+        data_type: bigintt
+        constraints:
+          - type: check
+            expression: id + 1
+";
+    let dir = project(&[
+        ("lake_project.yml", "name: c\n"),
+        (
+            "models/m.sql",
+            "{{ config(materialized='table') }}\nselect 1 as id",
+        ),
+        ("models/schema.yml", schema),
+    ]);
+    let out = lake(dir.path(), &["build"]);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("column 'id': data_type 'bigintt' is not a type lake knows"),
+        "{text}"
+    );
+    std::fs::write(
+        dir.path().join("models/schema.yml"),
+        schema.replace("bigintt", "bigint"),
+    )
+    .unwrap();
+    let out = lake(dir.path(), &["build"]);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("check(id + 1): "), "{text}");
+    assert!(text.contains("not boolean"), "{text}");
 }

@@ -442,41 +442,52 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
             )
         });
         rendered.insert(unique_id.clone(), sql);
-        nodes.insert(
-            unique_id.clone(),
-            Node {
-                unique_id,
-                resource_type: ResourceType::Model,
-                name: file.name.clone(),
-                package_name: project.name.clone(),
-                path: file.path.clone(),
-                original_file_path: file.original_file_path.clone(),
-                fqn: file.fqn.clone(),
-                relation_name,
-                raw_code: file.raw.clone(),
-                compiled_code: String::new(),
-                compiled_path: None,
-                depends_on: DependsOn {
-                    nodes: vec![],
-                    macros: capture
-                        .macros_called
-                        .iter()
-                        .map(|m| format!("macro.{}.{m}", project.name))
-                        .collect(),
-                },
-                refs: dedup(capture.refs.clone()),
-                sources: dedup(capture.sources.clone()),
-                tags: node_config.tags.clone(),
-                config: node_config,
-                description,
-                columns: columns_of(&props.columns),
-                uses_is_incremental: capture.uses_is_incremental,
-                test_metadata: None,
-                attached_node: None,
-                column_name: None,
-                logs: capture.logs,
+        let node = Node {
+            unique_id: unique_id.clone(),
+            resource_type: ResourceType::Model,
+            name: file.name.clone(),
+            package_name: project.name.clone(),
+            path: file.path.clone(),
+            original_file_path: file.original_file_path.clone(),
+            fqn: file.fqn.clone(),
+            relation_name,
+            raw_code: file.raw.clone(),
+            compiled_code: String::new(),
+            compiled_path: None,
+            depends_on: DependsOn {
+                nodes: vec![],
+                macros: capture
+                    .macros_called
+                    .iter()
+                    .map(|m| format!("macro.{}.{m}", project.name))
+                    .collect(),
             },
-        );
+            refs: dedup(capture.refs.clone()),
+            sources: dedup(capture.sources.clone()),
+            tags: node_config.tags.clone(),
+            config: node_config,
+            description,
+            columns: columns_of(&props.columns),
+            constraints: props.constraints.clone(),
+            uses_is_incremental: capture.uses_is_incremental,
+            test_metadata: None,
+            attached_node: None,
+            column_name: None,
+            logs: capture.logs,
+        };
+        for problem in crate::contract::validate(&node) {
+            errors.push(CompileError::InvalidProperty {
+                location: match patch {
+                    Some(p) => Location::new(p.file.clone(), p.line),
+                    None => Location::new(file.original_file_path.clone(), 0),
+                },
+                message: format!("model '{}': {problem}", file.name),
+                hint: Some(
+                    "see docs/project-format.md#contracts: enforced contracts need every column with a data_type; constraints are not_null, unique, primary_key, check (with expression), foreign_key, custom".into(),
+                ),
+            });
+        }
+        nodes.insert(unique_id, node);
     }
     for seed in &found.seeds {
         if name_files.get(&seed.name) != Some(&seed.original_file_path) {
@@ -524,6 +535,7 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
                 config: node_config,
                 description,
                 columns: columns_of(&props.columns),
+                constraints: vec![],
                 uses_is_incremental: false,
                 test_metadata: None,
                 attached_node: None,
@@ -590,6 +602,7 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
                 config: node_config,
                 description: String::new(),
                 columns: IndexMap::new(),
+                constraints: vec![],
                 uses_is_incremental: false,
                 test_metadata: None,
                 attached_node: None,
@@ -1474,6 +1487,7 @@ fn generic_test_node(
             config: node_config,
             description: String::new(),
             columns: IndexMap::new(),
+            constraints: vec![],
             uses_is_incremental: false,
             test_metadata: Some(TestMetadata {
                 name: spec.test_name.clone(),

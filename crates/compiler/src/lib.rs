@@ -11,6 +11,7 @@
 
 mod compile;
 pub mod config;
+pub mod contract;
 mod dag;
 mod error;
 pub mod generic_tests;

@@ -124,6 +124,9 @@ pub struct Node {
     pub description: String,
     #[serde(default)]
     pub columns: IndexMap<String, ColumnInfo>,
+    /// Model-level `constraints:` (column-level ones sit on the columns).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<Json>,
     /// The template called `is_incremental()`: the engine renders it again
     /// once it knows whether the table exists.
     #[serde(default)]

@@ -28,6 +28,9 @@ pub struct NodeProperties {
     pub config: ConfigMap,
     #[serde(default)]
     pub columns: Vec<ColumnProperties>,
+    /// Model-level constraints (`primary_key` over several columns, ...).
+    #[serde(default)]
+    pub constraints: Vec<Json>,
     #[serde(default)]
     pub tests: Vec<Json>,
     #[serde(default)]

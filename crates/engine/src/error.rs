@@ -29,6 +29,17 @@ pub enum EngineError {
         mode: String,
     },
 
+    /// A model's output breaks its enforced contract; nothing was written.
+    #[error(
+        "{file}: the contract of {relation} is violated, so nothing was written ({relation} is unchanged):{}",
+        problems.iter().map(|p| format!("\n  - {p}")).collect::<String>()
+    )]
+    Contract {
+        file: String,
+        relation: String,
+        problems: Vec<String>,
+    },
+
     /// A seed file could not be loaded.
     #[error("{file}: {message}")]
     Seed { file: String, message: String },
@@ -76,6 +87,7 @@ impl EngineError {
             EngineError::Sql { .. }
             | EngineError::Config { .. }
             | EngineError::SchemaChanged { .. }
+            | EngineError::Contract { .. }
             | EngineError::Seed { .. } => true,
             EngineError::Compile(e) => e.is_user_error(),
             EngineError::Storage(e) => e.is_conflict(),

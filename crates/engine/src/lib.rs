@@ -4,6 +4,7 @@
 //! materializations (seed, view, table, incremental with its strategies
 //! and schema-change modes), data tests, and `run_results.json`.
 
+mod contract;
 mod error;
 mod freshness;
 mod materialize;

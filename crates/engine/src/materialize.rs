@@ -12,6 +12,7 @@ use lake_compiler::{Compiled, Node, ResourceType};
 use lake_storage::{SchemaChange, TableMerge, TableWrite, ViewDefinition, WriteMode};
 use serde_json::json;
 
+use crate::contract::ContractGuard;
 use crate::error::{EngineError, Result};
 use crate::results::Status;
 use crate::session::LakeSession;
@@ -48,7 +49,7 @@ fn col(name: &str) -> Expr {
 
 /// Types as a user sees them: what Delta stores, with string views as
 /// strings; storage encodings do not count as a change.
-fn normalized(dt: &DataType) -> DataType {
+pub(crate) fn normalized(dt: &DataType) -> DataType {
     match lake_storage::stored_type(dt) {
         DataType::Utf8View => DataType::Utf8,
         other => other,
@@ -205,10 +206,13 @@ impl Materializer<'_> {
         let (zone, name) = self.relation(node)?;
         let sql = node.compiled_code.trim().trim_end_matches(';').to_string();
         // Planning now reports a broken view at build time, not at first use.
-        self.session
+        let df = self
+            .session
             .plan_query(&sql)
             .await
             .map_err(|e| self.sql_error(node, e))?;
+        // A view's contract is its columns and types; constraints need data.
+        ContractGuard::plan(self.session, node, df).await?;
         let shadowed = self.session.root().has_table(zone, name).await?;
         self.session
             .root()
@@ -241,12 +245,17 @@ impl Materializer<'_> {
             .plan_query(sql)
             .await
             .map_err(|e| self.sql_error(node, e))?;
+        let (df, guard) = ContractGuard::plan(self.session, node, df).await?;
+        if let Some(guard) = &guard {
+            guard.check_unique().await?;
+        }
         let write = self
             .write(node, df.into_unoptimized_plan())?
             .with_mode(WriteMode::Overwrite)
             .with_schema_change(SchemaChange::Replace)
             .with_partition_by(node.config.partition_by.clone());
-        self.finish_write(node, "created table", write).await
+        let result = self.finish_write(node, "created table", write).await;
+        guarded_outcome(result, guard.as_ref()).await
     }
 
     async fn incremental(&self, node: &Node) -> Result<NodeOutcome> {
@@ -255,14 +264,12 @@ impl Materializer<'_> {
         let exists = self.session.root().has_table(zone, name).await?;
         if !exists || full_refresh {
             let mut outcome = self.table(node, &node.compiled_code).await?;
-            outcome.message = format!(
-                "{} {zone}.{name}",
-                if exists {
-                    "rebuilt incremental"
-                } else {
-                    "created incremental"
-                }
-            );
+            let verb = if exists {
+                "rebuilt incremental"
+            } else {
+                "created incremental"
+            };
+            outcome.message = outcome.message.replacen("created table", verb, 1);
             return Ok(outcome);
         }
         let sql = self.compiled.render_node(&node.unique_id, true)?;
@@ -271,6 +278,18 @@ impl Materializer<'_> {
             .plan_query(&sql)
             .await
             .map_err(|e| self.sql_error(node, e))?;
+        let (new, guard) = ContractGuard::plan(self.session, node, new).await?;
+        if let Some(guard) = &guard {
+            guard.check_unique().await?;
+        }
+        let result = self.write_increment(node, new).await;
+        guarded_outcome(result, guard.as_ref()).await
+    }
+
+    /// Writes the new rows of an existing incremental model with its
+    /// strategy and schema-change mode.
+    async fn write_increment(&self, node: &Node, new: DataFrame) -> Result<NodeOutcome> {
+        let (zone, name) = self.relation(node)?;
         let target = self
             .session
             .context()
@@ -712,6 +731,29 @@ impl Materializer<'_> {
             .unwrap_or_default();
         self.count(node, &format!("select count(*) from {relation}{filter}"))
             .await
+    }
+}
+
+/// A write's outcome under a contract: a violation found while streaming
+/// becomes a contract error with counts; unenforced constraints are noted.
+async fn guarded_outcome(
+    result: Result<NodeOutcome>,
+    guard: Option<&ContractGuard>,
+) -> Result<NodeOutcome> {
+    let Some(guard) = guard else {
+        return result;
+    };
+    match result {
+        Ok(mut outcome) => {
+            if !guard.unenforced().is_empty() {
+                outcome.message.push_str(&format!(
+                    " (not enforced, as in most warehouses: {})",
+                    guard.unenforced().join(", ")
+                ));
+            }
+            Ok(outcome)
+        }
+        Err(e) => Err(guard.explain(e).await),
     }
 }
 

@@ -161,6 +161,7 @@ fn every_error_names_a_file_or_the_cycle() {
         "err_missing_var",
         "err_bad_yaml",
         "err_many",
+        "err_contract",
     ] {
         let err = compile_fixture(name).err().unwrap();
         for e in err.errors() {
