@@ -484,7 +484,7 @@ fn the_example_project_builds() {
     let out = build(dir.path(), &[]);
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     assert!(
-        stdout(&out).contains("Finished 34 nodes"),
+        stdout(&out).contains("Finished 33 nodes"),
         "{}",
         stdout(&out)
     );
@@ -614,7 +614,7 @@ fn seed_run_and_test_as_separate_steps_with_a_json_log() {
     let out = lake(dir.path(), &["test"]);
     assert!(out.status.success(), "{}", stdout(&out));
     assert!(
-        stdout(&out).contains("Finished 23 nodes") && stdout(&out).contains("23 pass"),
+        stdout(&out).contains("Finished 22 nodes") && stdout(&out).contains("22 pass"),
         "{}",
         stdout(&out)
     );

@@ -44,7 +44,7 @@ fn compile_writes_manifest_and_compiled_sql() {
     let out = lake(dir.path(), &["compile"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains("Compiled 7 models, 4 seeds, 23 tests, 0 sources"),
+        stdout(&out).contains("Compiled 7 models, 4 seeds, 22 tests, 0 sources"),
         "{}",
         stdout(&out)
     );
@@ -103,7 +103,7 @@ fn compile_json_log_format() {
     assert!(out.status.success());
     let event: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
     assert_eq!(event["models"], 7);
-    assert_eq!(event["tests"], 23);
+    assert_eq!(event["tests"], 22);
 }
 
 #[test]

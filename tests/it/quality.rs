@@ -416,3 +416,214 @@ models:
     assert!(text.contains("check(id + 1): "), "{text}");
     assert!(text.contains("not boolean"), "{text}");
 }
+
+/// PSI over shares with empty ones floored, as lake defines it.
+fn psi(current: &[f64], reference: &[f64]) -> f64 {
+    current
+        .iter()
+        .zip(reference)
+        .map(|(c, r)| {
+            let (c, r) = (c.max(lake_engine::PSI_FLOOR), r.max(lake_engine::PSI_FLOOR));
+            (c - r) * (c / r).ln()
+        })
+        .sum()
+}
+
+/// Shares of `values` per bin, bins cut at the upper edges of `bins` equal
+/// groups of the sorted reference (SQL's ntile), the last edge dropped.
+fn binned_shares(values: &[f64], reference: &[f64], bins: usize) -> (Vec<f64>, Vec<f64>) {
+    let mut sorted = reference.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let (n, mut edges, mut end) = (sorted.len(), Vec::new(), 0);
+    for b in 0..bins {
+        end += n / bins + usize::from(b < n % bins);
+        edges.push(sorted[end - 1]);
+    }
+    edges.pop();
+    edges.dedup();
+    let shares = |xs: &[f64]| {
+        let mut counts = vec![0.0; edges.len() + 1];
+        for x in xs {
+            counts[edges.iter().position(|e| x <= e).unwrap_or(edges.len())] += 1.0;
+        }
+        counts
+            .iter()
+            .map(|c| c / xs.len() as f64)
+            .collect::<Vec<_>>()
+    };
+    (shares(values), shares(reference))
+}
+
+fn ks(current: &[f64], reference: &[f64]) -> f64 {
+    let cdf = |xs: &[f64], x: f64| xs.iter().filter(|v| **v <= x).count() as f64 / xs.len() as f64;
+    current
+        .iter()
+        .chain(reference)
+        .map(|x| (cdf(current, *x) - cdf(reference, *x)).abs())
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn drift_measures_psi_and_ks_against_an_earlier_version() {
+    let schema = "version: 2
+seeds:
+  - name: m
+    columns:
+      - name: x
+        data_tests:
+          - drift
+          - drift:
+              name: x_drift_loose
+              psi_max: 100
+              ks_max: 1
+              bins: 4
+              version: 0
+          - drift:
+              name: x_drift_as_of
+              timestamp: '2999-01-01T00:00:00Z'
+              psi_max: 100
+              ks_max: 1
+      - name: cat
+        data_tests:
+          - drift:
+              psi_max: 0.5
+";
+    let reference: Vec<f64> = (0..1000).map(f64::from).collect();
+    let current: Vec<f64> = (0..800).map(|i| f64::from(i) * 1.2 + 200.0).collect();
+    let cats_reference: Vec<&str> = (0..1000)
+        .map(|i| match i % 10 {
+            0..5 => "a",
+            5..8 => "b",
+            _ => "c",
+        })
+        .collect();
+    let cats_current: Vec<&str> = (0..800)
+        .map(|i| match i % 10 {
+            0..4 => "a",
+            4..6 => "b",
+            6..8 => "c",
+            8 => "d",
+            _ => "",
+        })
+        .collect();
+    let csv = |xs: &[f64], cats: &[&str]| {
+        let mut text = String::from("x,cat\n");
+        for (x, c) in xs.iter().zip(cats) {
+            text.push_str(&format!("{x:.1},{c}\n"));
+        }
+        text
+    };
+    let dir = project(&[
+        ("lake_project.yml", "name: d\n"),
+        ("seeds/m.csv", &csv(&reference, &cats_reference)),
+        ("seeds/schema.yml", schema),
+    ]);
+    let results = |dir: &std::path::Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.join("target/run_results.json")).unwrap())
+            .unwrap()
+    };
+    let drift_of = |results: &serde_json::Value, name_part: &str| -> serde_json::Value {
+        results["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["unique_id"].as_str().unwrap().contains(name_part))
+            .unwrap_or_else(|| panic!("no {name_part} in {results}"))
+            .clone()
+    };
+
+    // The first version has nothing to compare with.
+    let out = lake(dir.path(), &["build"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("no earlier version of the table than v0"),
+        "{}",
+        stdout(&out)
+    );
+
+    std::fs::write(dir.path().join("seeds/m.csv"), csv(&current, &cats_current)).unwrap();
+    let out = lake(dir.path(), &["build"]);
+    assert_eq!(out.status.code(), Some(1), "x drifted: {}", stdout(&out));
+    let r = results(dir.path());
+
+    let x = drift_of(&r, "test.d.drift_m_x.");
+    assert_eq!(x["status"], "fail", "{x}");
+    let (c, rf) = binned_shares(&current, &reference, 10);
+    let expected_psi = psi(&c, &rf);
+    let expected_ks = ks(&current, &reference);
+    let measured = &x["adapter_response"]["drift"];
+    assert_eq!(measured["current_version"], 1);
+    assert_eq!(measured["reference_version"], 0);
+    assert!(
+        (measured["psi"].as_f64().unwrap() - expected_psi).abs() < 1e-9,
+        "{measured} vs {expected_psi}"
+    );
+    assert!(
+        (measured["ks"].as_f64().unwrap() - expected_ks).abs() < 1e-9,
+        "{measured} vs {expected_ks}"
+    );
+    assert!(
+        expected_psi > 0.2 && expected_ks > 0.1,
+        "the data drifts: {expected_psi} {expected_ks}"
+    );
+    assert_eq!(x["failures"], 2, "both statistics over their maximum");
+    assert!(
+        stdout(&out).contains(&format!("psi {expected_psi:.4} (max 0.2)")),
+        "{}",
+        stdout(&out)
+    );
+
+    let loose = drift_of(&r, "x_drift_loose");
+    assert_eq!(loose["status"], "pass", "{loose}");
+    let (c, rf) = binned_shares(&current, &reference, 4);
+    let measured = &loose["adapter_response"]["drift"];
+    assert!(
+        (measured["psi"].as_f64().unwrap() - psi(&c, &rf)).abs() < 1e-9,
+        "{measured}"
+    );
+
+    // A point in time after the last commit picks the current version.
+    let as_of = drift_of(&r, "x_drift_as_of");
+    assert_eq!(
+        as_of["adapter_response"]["drift"]["reference_version"], 1,
+        "{as_of}"
+    );
+    assert_eq!(
+        as_of["adapter_response"]["drift"]["psi"].as_f64(),
+        Some(0.0),
+        "{as_of}"
+    );
+
+    // Categories, with NULL (empty in the CSV) as a category and a new one.
+    let cat = drift_of(&r, "test.d.drift_m_cat_");
+    let share = |cats: &[&str], v: &str| {
+        cats.iter().filter(|c| **c == v).count() as f64 / cats.len() as f64
+    };
+    let values = ["a", "b", "c", "d", ""];
+    let expected = psi(
+        &values.map(|v| share(&cats_current, v)),
+        &values.map(|v| share(&cats_reference, v)),
+    );
+    let measured = &cat["adapter_response"]["drift"];
+    assert!(
+        (measured["psi"].as_f64().unwrap() - expected).abs() < 1e-9,
+        "{measured} vs {expected}"
+    );
+    assert!(measured["ks"].is_null(), "no KS for text: {measured}");
+    assert_eq!(cat["status"], if expected > 0.5 { "fail" } else { "pass" });
+
+    // The same data again: nothing moved.
+    let out = lake(dir.path(), &["build"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let x = drift_of(&results(dir.path()), "test.d.drift_m_x.");
+    assert_eq!(
+        x["adapter_response"]["drift"]["psi"].as_f64(),
+        Some(0.0),
+        "{x}"
+    );
+    assert_eq!(
+        x["adapter_response"]["drift"]["ks"].as_f64(),
+        Some(0.0),
+        "{x}"
+    );
+}

@@ -357,6 +357,10 @@ fn finished_line(
     if let Some(v) = r.adapter_response.delta_version {
         facts.push(format!("v{v}"));
     }
+    if r.adapter_response.drift.is_some() {
+        // The measured statistics are the point of a drift test.
+        facts.push(r.message.clone());
+    }
     match r.status {
         Status::Success => format!("{index} of {total} OK {} [{}]", r.message, facts.join(", ")),
         Status::Pass => format!(

@@ -38,7 +38,123 @@ pub const BUILTIN: &[&str] = &[
     "row_count",
     "unique_combination_of_columns",
     "not_empty",
+    "drift",
 ];
+
+/// Which earlier version of a table a `drift` test compares with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DriftReference {
+    /// The version before the current one.
+    Previous,
+    Version(u64),
+    /// An RFC 3339 instant (or a date); the last commit at or before it.
+    Timestamp(String),
+}
+
+/// The statistics a `drift` test computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriftMethod {
+    /// PSI and, for numeric columns, KS.
+    Auto,
+    Psi,
+    Ks,
+}
+
+/// The arguments of a `drift` test.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DriftSpec {
+    pub method: DriftMethod,
+    /// Fail when the Population Stability Index is above this.
+    pub psi_max: f64,
+    /// Fail when the Kolmogorov-Smirnov statistic is above this.
+    pub ks_max: f64,
+    /// Quantile bins of the reference for a numeric column's PSI.
+    pub bins: u32,
+    pub reference: DriftReference,
+}
+
+impl DriftSpec {
+    pub const DEFAULT_PSI_MAX: f64 = 0.2;
+    pub const DEFAULT_KS_MAX: f64 = 0.1;
+    pub const DEFAULT_BINS: u32 = 10;
+
+    pub fn from_kwargs(kwargs: &Map<String, Json>) -> Result<DriftSpec, String> {
+        const KNOWN: &[&str] = &[
+            "column_name",
+            "model",
+            "method",
+            "psi_max",
+            "ks_max",
+            "bins",
+            "version",
+            "timestamp",
+        ];
+        if let Some(unknown) = kwargs.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+            return Err(format!(
+                "test 'drift' has no argument '{unknown}'; it takes method, psi_max, ks_max, bins, version and timestamp"
+            ));
+        }
+        let number = |name: &str, default: f64| -> Result<f64, String> {
+            match number_arg(kwargs, &[name])? {
+                None => Ok(default),
+                Some(text) => match text.parse::<f64>() {
+                    Ok(v) if v >= 0.0 => Ok(v),
+                    _ => Err(format!("`{name}` of test 'drift' must be a number >= 0")),
+                },
+            }
+        };
+        let method = match kwargs.get("method").and_then(Json::as_str) {
+            None => DriftMethod::Auto,
+            Some("psi") => DriftMethod::Psi,
+            Some("ks") => DriftMethod::Ks,
+            Some(other) => {
+                return Err(format!(
+                    "`method` of test 'drift' is 'psi' or 'ks' (both when left out), not '{other}'"
+                ));
+            }
+        };
+        let bins = match kwargs.get("bins") {
+            None | Some(Json::Null) => Self::DEFAULT_BINS,
+            Some(v) => match v.as_u64() {
+                Some(b) if (2..=1000).contains(&b) => b as u32,
+                _ => {
+                    return Err(format!(
+                        "`bins` of test 'drift' must be a whole number from 2 to 1000, not {v}"
+                    ));
+                }
+            },
+        };
+        let reference = match (kwargs.get("version"), kwargs.get("timestamp")) {
+            (Some(_), Some(_)) => {
+                return Err("test 'drift' takes `version` or `timestamp`, not both".into());
+            }
+            (Some(v), None) => match v.as_u64() {
+                Some(n) => DriftReference::Version(n),
+                None => {
+                    return Err(format!(
+                        "`version` of test 'drift' must be a Delta version number, not {v}"
+                    ));
+                }
+            },
+            (None, Some(t)) => match t.as_str() {
+                Some(t) if !t.trim().is_empty() => DriftReference::Timestamp(t.trim().to_string()),
+                _ => {
+                    return Err(format!(
+                        "`timestamp` of test 'drift' must be a string such as '2026-11-01T00:00:00Z', not {t}"
+                    ));
+                }
+            },
+            (None, None) => DriftReference::Previous,
+        };
+        Ok(DriftSpec {
+            method,
+            psi_max: number("psi_max", Self::DEFAULT_PSI_MAX)?,
+            ks_max: number("ks_max", Self::DEFAULT_KS_MAX)?,
+            bins,
+            reference,
+        })
+    }
+}
 
 /// One test entry of a properties file.
 #[derive(Debug, Clone, PartialEq)]
@@ -331,6 +447,20 @@ pub fn builtin_sql(
                 "select {list}, count(*) as n_records\nfrom {model}\ngroup by {list}\nhaving count(*) > 1\n"
             )
         }
+        "drift" => {
+            let c = need_column()?;
+            let spec = DriftSpec::from_kwargs(kwargs)?;
+            let against = match &spec.reference {
+                DriftReference::Previous => "the previous Delta version".to_string(),
+                DriftReference::Version(v) => format!("Delta version {v}"),
+                DriftReference::Timestamp(t) => format!("the Delta version as of {t}"),
+            };
+            // lake's engine computes the statistics over two versions of the
+            // table; this query is the current side of the comparison.
+            format!(
+                "-- drift of {c}: this version against {against} (PSI, KS), computed by lake\nselect {c}\nfrom {model}\n"
+            )
+        }
         "not_empty" => format!(
             "select 1 as empty_table\nfrom (select count(*) as n from {model}) t\nwhere n = 0\n"
         ),
@@ -470,6 +600,44 @@ mod tests {
         .unwrap()
         .unwrap();
         assert!(sql.contains("where not (a >= 0)"), "{sql}");
+    }
+
+    #[test]
+    fn drift_arguments() {
+        let spec = DriftSpec::from_kwargs(&args(json!({}))).unwrap();
+        assert_eq!(spec.reference, DriftReference::Previous);
+        assert_eq!((spec.psi_max, spec.ks_max, spec.bins), (0.2, 0.1, 10));
+        let spec = DriftSpec::from_kwargs(&args(
+            json!({"method": "ks", "version": 3, "ks_max": "0.05"}),
+        ))
+        .unwrap();
+        assert_eq!(spec.method, DriftMethod::Ks);
+        assert_eq!(spec.reference, DriftReference::Version(3));
+        assert_eq!(spec.ks_max, 0.05);
+        for (bad, needle) in [
+            (json!({"method": "chi2"}), "'psi' or 'ks'"),
+            (json!({"version": 1, "timestamp": "2026-01-01"}), "not both"),
+            (json!({"version": -1}), "Delta version number"),
+            (json!({"bins": 1}), "from 2 to 1000"),
+            (json!({"psi_max": "high"}), "must be a number"),
+            (json!({"psi": 0.1}), "no argument 'psi'"),
+        ] {
+            let err = DriftSpec::from_kwargs(&args(bad)).unwrap_err();
+            assert!(err.contains(needle), "{err}");
+        }
+        let sql = builtin_sql(
+            "drift",
+            "curated.m",
+            Some("x"),
+            &args(json!({"version": 2})),
+        )
+        .unwrap()
+        .unwrap();
+        assert!(
+            sql.contains("against Delta version 2") && sql.contains("select x\nfrom curated.m"),
+            "{sql}"
+        );
+        assert!(builtin_sql("drift", "curated.m", None, &args(json!({}))).is_err());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! and schema-change modes), data tests, and `run_results.json`.
 
 mod contract;
+mod drift;
 mod error;
 mod freshness;
 mod materialize;
@@ -13,6 +14,7 @@ mod runner;
 mod seed;
 mod session;
 
+pub use drift::{DriftMeasure, PSI_FLOOR};
 pub use error::{EngineError, Result};
 pub use freshness::{
     FreshnessResult, FreshnessResults, FreshnessStatus, check_source, checked_sources,

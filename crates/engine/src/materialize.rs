@@ -27,6 +27,8 @@ pub struct NodeOutcome {
     pub delta_version: Option<u64>,
     /// Tests: the failing rows.
     pub failures: Option<u64>,
+    /// Drift tests: what was measured.
+    pub drift: Option<crate::drift::DriftMeasure>,
 }
 
 /// Everything a materialization needs.
@@ -605,7 +607,13 @@ impl Materializer<'_> {
             .map(|l| format!("\nlimit {l}"))
             .unwrap_or_default();
         let failing = format!("select * from (\n{sql}\n{limit}\n) as lake_test");
-        let (failures, stored) = if node.config.store_failures == Some(true) {
+        let drift = match node.test_metadata.as_ref() {
+            Some(meta) if meta.name == "drift" => Some(self.drift(node, &meta.kwargs).await?),
+            _ => None,
+        };
+        let (failures, stored) = if let Some(d) = &drift {
+            (d.exceeded(), None)
+        } else if node.config.store_failures == Some(true) {
             let (failures, table) = self.store_failures(node, &failing).await?;
             (failures, Some(table))
         } else {
@@ -640,7 +648,10 @@ impl Materializer<'_> {
         } else {
             Status::Pass
         };
-        let mut message = format!("{failures} failing rows");
+        let mut message = match &drift {
+            Some(d) => d.describe(),
+            None => format!("{failures} failing rows"),
+        };
         if let Some(table) = stored {
             message.push_str(&format!(" (stored in {table})"));
         }
@@ -648,8 +659,36 @@ impl Materializer<'_> {
             status: Some(status),
             message,
             failures: Some(failures),
+            drift,
             ..Default::default()
         })
+    }
+
+    /// A `drift` test: the statistics of its column between two versions
+    /// of the tested table.
+    async fn drift(
+        &self,
+        node: &Node,
+        kwargs: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<crate::drift::DriftMeasure> {
+        let spec = lake_compiler::generic_tests::DriftSpec::from_kwargs(kwargs)
+            .map_err(|e| self.config_error(node, e))?;
+        let column = node
+            .column_name
+            .as_deref()
+            .ok_or_else(|| self.config_error(node, "test 'drift' needs a column".into()))?;
+        let relation = self.tested_relation(node)?;
+        let (zone, name) = split_relation(&relation);
+        crate::drift::measure(
+            self.session,
+            zone,
+            name,
+            column,
+            node.config.where_.as_deref(),
+            &spec,
+            &node.original_file_path,
+        )
+        .await
     }
 
     /// `store_failures`: the failing rows replace the table
@@ -699,8 +738,20 @@ impl Materializer<'_> {
 
     /// Rows of the tested relation (for percentage thresholds).
     async fn tested_rows(&self, node: &Node) -> Result<u64> {
-        let relation = node
-            .attached_node
+        let relation = self.tested_relation(node)?;
+        let filter = node
+            .config
+            .where_
+            .as_deref()
+            .map(|w| format!(" where {w}"))
+            .unwrap_or_default();
+        self.count(node, &format!("select count(*) from {relation}{filter}"))
+            .await
+    }
+
+    /// The relation a generic test is attached to.
+    fn tested_relation(&self, node: &Node) -> Result<String> {
+        node.attached_node
             .as_deref()
             .and_then(|id| {
                 self.compiled
@@ -719,18 +770,9 @@ impl Materializer<'_> {
             .ok_or_else(|| {
                 self.config_error(
                     node,
-                    "a percentage threshold needs a test attached to a model, seed or source"
-                        .into(),
+                    "this test needs to be attached to a model, seed or source".into(),
                 )
-            })?;
-        let filter = node
-            .config
-            .where_
-            .as_deref()
-            .map(|w| format!(" where {w}"))
-            .unwrap_or_default();
-        self.count(node, &format!("select count(*) from {relation}{filter}"))
-            .await
+            })
     }
 }
 

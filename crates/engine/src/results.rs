@@ -46,6 +46,9 @@ pub struct AdapterResponse {
     pub message: String,
     pub rows_affected: Option<u64>,
     pub delta_version: Option<u64>,
+    /// Drift tests: the measured statistics and the versions compared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<serde_json::Value>,
 }
 
 /// One node's result.

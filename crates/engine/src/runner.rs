@@ -61,7 +61,7 @@ pub enum RunEvent {
         index: usize,
         total: usize,
         description: String,
-        result: NodeResult,
+        result: Box<NodeResult>,
     },
 }
 
@@ -250,7 +250,7 @@ impl Runner {
                     index,
                     total,
                     description: describe(&self.shared.compiled.manifest.nodes[id]),
-                    result: result.clone(),
+                    result: Box::new(result.clone()),
                 });
                 results.insert(id.clone(), result);
             }
@@ -290,7 +290,7 @@ impl Runner {
                         index,
                         total,
                         description: describe(node),
-                        result: result.clone(),
+                        result: Box::new(result.clone()),
                     });
                     results.insert(id.clone(), result);
                     pending.remove(i);
@@ -340,7 +340,7 @@ impl Runner {
                 index: node_index,
                 total,
                 description: describe(&self.shared.compiled.manifest.nodes[&id]),
-                result: result.clone(),
+                result: Box::new(result.clone()),
             });
             results.insert(id, result);
         }
@@ -418,6 +418,10 @@ async fn run_node(shared: &Shared, id: &str, slot: usize) -> NodeResult {
             message,
             rows_affected: outcome.rows_affected,
             delta_version: outcome.delta_version,
+            drift: outcome
+                .drift
+                .as_ref()
+                .and_then(|d| serde_json::to_value(d).ok()),
         },
         thread_id: format!("Thread-{}", slot + 1),
         relation_name: node.relation_name.clone(),

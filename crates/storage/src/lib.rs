@@ -18,7 +18,7 @@ pub use delta::{
     stored_type,
 };
 pub use error::{Result, StorageError};
-pub use root::{LakeRoot, ZONES, check_name, check_zone};
+pub use root::{LakeRoot, TableVersion, ZONES, check_name, check_zone};
 pub use views::{ViewCatalog, ViewDefinition};
 
 pub use deltalake;

@@ -26,6 +26,16 @@ pub struct LakeRoot {
     storage_options: HashMap<String, String>,
 }
 
+/// Which version of a Delta table to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableVersion {
+    Latest,
+    /// A commit number (`VERSION AS OF 3`).
+    Version(u64),
+    /// The last commit at or before an instant (`TIMESTAMP AS OF ...`).
+    AsOf(chrono::DateTime<chrono::Utc>),
+}
+
 impl LakeRoot {
     /// Opens the root given as a local path (relative ones resolve against
     /// `base`), a `file://` URL or a `memory://` URL. A local root is
@@ -115,15 +125,16 @@ impl LakeRoot {
     /// Opens the latest version of `zone.name`, or `None` when there is no
     /// Delta table there.
     pub async fn load_table(&self, zone: &str, name: &str) -> Result<Option<DeltaTable>> {
-        self.load_table_at(zone, name, None).await
+        self.load_table_at(zone, name, TableVersion::Latest).await
     }
 
-    /// Opens `zone.name` at `version` (the latest when `None`).
+    /// Opens `zone.name` at a version or a point in time (Delta time
+    /// travel), or `None` when there is no Delta table there.
     pub async fn load_table_at(
         &self,
         zone: &str,
         name: &str,
-        version: Option<u64>,
+        at: TableVersion,
     ) -> Result<Option<DeltaTable>> {
         if !self.has_table(zone, name).await? {
             return Ok(None);
@@ -132,8 +143,10 @@ impl LakeRoot {
         let mut builder = DeltaTableBuilder::from_url(url)
             .map_err(|e| StorageError::delta(format!("{zone}.{name}"), e))?
             .with_storage_options(self.storage_options.clone());
-        if let Some(v) = version {
-            builder = builder.with_version(v);
+        match at {
+            TableVersion::Latest => {}
+            TableVersion::Version(v) => builder = builder.with_version(v),
+            TableVersion::AsOf(t) => builder = builder.with_timestamp(t),
         }
         match builder.load().await {
             Ok(table) => Ok(Some(table)),
