@@ -48,6 +48,23 @@ pub enum Command {
         #[command(subcommand)]
         command: SourceCommand,
     },
+    /// Query every zone of the lake with SQL: an interactive prompt, or the
+    /// statements of -c, -f or stdin.
+    ///
+    /// DataFusion SQL over the Delta tables and views of every zone, plus
+    /// time travel (`FROM curated.orders VERSION AS OF 3`, `TIMESTAMP AS OF
+    /// '2026-11-01T00:00:00Z'`), `DESCRIBE HISTORY zone.name`, writes that
+    /// are Delta commits (`CREATE TABLE zone.name AS SELECT ...`, `INSERT
+    /// INTO`, `DELETE FROM`), files read in place (`SELECT * FROM
+    /// 'data/x.parquet'`, `CREATE EXTERNAL TABLE`) and `COPY (...) TO
+    /// 'file'`. At the prompt: `\d` lists tables and views, `\d name`
+    /// describes one, `\dt` lists tables, `\timing`, `\format`, `\q`;
+    /// Ctrl-C cancels the running statement. In scripts, the exit code is 1
+    /// when a statement failed.
+    Sql(SqlArgs),
+    /// Preview a model's rows, or an inline query, without writing
+    /// anything (like `dbt show`).
+    Show(ShowArgs),
     /// Create a new, working project in DIR: lake_project.yml, a seed, two
     /// models and a schema.yml with tests.
     Init(InitArgs),
@@ -230,6 +247,92 @@ impl ResourceTypeArg {
             ResourceTypeArg::Source => lake_compiler::ResourceType::Source,
         }
     }
+}
+
+/// How `lake sql` and `lake show` print rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RowFormat {
+    /// Aligned columns for people.
+    Table,
+    /// Comma-separated values with a header line.
+    Csv,
+    /// One JSON array of objects.
+    Json,
+    /// One JSON object per line.
+    Ndjson,
+}
+
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    #[command(flatten)]
+    pub lake: LakeArgs,
+    /// Run these statements and exit (repeatable; `;` separates
+    /// statements).
+    #[arg(long, short = 'c', value_name = "SQL")]
+    pub command: Vec<String>,
+    /// Run the statements of FILE and exit.
+    #[arg(long, short = 'f', value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub print: PrintArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    pub project: ProjectArgs,
+    /// The model or seed to preview: its SQL runs with a limit; nothing is
+    /// written.
+    #[arg(long, short = 's', value_name = "NAME", conflicts_with = "inline")]
+    pub select: Option<String>,
+    /// A query to preview, with Jinja: "select * from {{ ref('orders') }}".
+    #[arg(long, value_name = "SQL")]
+    pub inline: Option<String>,
+    /// Rows to show.
+    #[arg(long, default_value_t = 5)]
+    pub limit: usize,
+    /// The lake root: a path (relative to the project) or a URL. Default:
+    /// the target's or the project file's `root`, or <project>/.lake.
+    #[arg(long, value_name = "URL", env = "LAKE_ROOT")]
+    pub lake_root: Option<String>,
+    /// How to print the rows.
+    #[arg(long, value_enum, default_value_t = RowFormat::Table)]
+    pub format: RowFormat,
+}
+
+/// Which lake to open: the project's, or one named directly.
+#[derive(Debug, Args)]
+pub struct LakeArgs {
+    /// The project folder whose lake to open.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = ".",
+        env = "LAKE_PROJECT_DIR"
+    )]
+    pub project_dir: PathBuf,
+    /// The target whose `root` to use.
+    #[arg(long, short = 't', value_name = "NAME", env = "LAKE_TARGET")]
+    pub target: Option<String>,
+    /// The lake root: a path or a URL (file://, memory://). Default: the
+    /// target's or the project file's `root`, or <project>/.lake. Without
+    /// a project, this or ./.lake.
+    #[arg(long, value_name = "URL", env = "LAKE_ROOT")]
+    pub lake_root: Option<String>,
+    /// Memory queries may use before spilling, such as 4GiB.
+    #[arg(long, value_name = "SIZE")]
+    pub memory_limit: Option<String>,
+}
+
+/// How rows are printed.
+#[derive(Debug, Args)]
+pub struct PrintArgs {
+    /// Output format (`\format` at the prompt).
+    #[arg(long, value_enum, default_value_t = RowFormat::Table)]
+    pub format: RowFormat,
+    /// Rows printed per result in the table format (0: all).
+    #[arg(long, value_name = "N", default_value_t = 40)]
+    pub max_rows: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -78,6 +78,8 @@ fn main() -> ExitCode {
         Command::Source {
             command: args::SourceCommand::Freshness(args),
         } => commands::freshness::run(args),
+        Command::Sql(args) => commands::sql::run(args),
+        Command::Show(args) => commands::sql::show(args),
         Command::Init(args) => commands::init::run(args),
         Command::GenerateDocs => docs::print_cli_markdown(),
     };

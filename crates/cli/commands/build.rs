@@ -99,7 +99,7 @@ pub fn retry(args: RetryArgs) -> CmdResult {
 }
 
 /// `4GiB`, `512MiB`, `1000000` (bytes).
-fn parse_size(text: &str) -> Option<usize> {
+pub fn parse_size(text: &str) -> Option<usize> {
     let t = text.trim();
     let split = t
         .find(|c: char| !c.is_ascii_digit() && c != '.')
@@ -124,8 +124,22 @@ pub fn lake_root(
     flag: Option<&str>,
     project_dir: &Path,
 ) -> Result<LakeRoot, Failure> {
-    let project = &compiled.project;
-    let target = project.targets.get(&compiled.manifest.metadata.target_name);
+    root_of_project(
+        &compiled.project,
+        &compiled.manifest.metadata.target_name,
+        flag,
+        project_dir,
+    )
+}
+
+/// The lake root of `project` under `target_name` (see [`lake_root`]).
+pub fn root_of_project(
+    project: &lake_compiler::ProjectFile,
+    target_name: &str,
+    flag: Option<&str>,
+    project_dir: &Path,
+) -> Result<LakeRoot, Failure> {
+    let target = project.targets.get(target_name);
     let root = flag
         .map(str::to_string)
         .or_else(|| target.and_then(|t| t.root.clone()))
@@ -186,6 +200,7 @@ fn execute(
         memory_limit,
         spill_dir: exec.spill_dir.clone(),
         target_partitions: None,
+        url_tables: false,
     };
     let compiled = Arc::new(compiled);
     let root_url = root.url().to_string();

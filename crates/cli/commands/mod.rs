@@ -5,6 +5,7 @@ pub mod compile;
 pub mod freshness;
 pub mod init;
 pub mod ls;
+pub mod sql;
 
 use std::collections::BTreeSet;
 

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use serde_json::{Map, Value as Json};
 
 use crate::config::{self, ConfigMap, NodeConfig};
-use crate::error::{CompileError, CompileErrors, Location, suggest};
+use crate::error::{CompileError, CompileErrors, Location, RefKind, suggest};
 use crate::generic_tests::{self, TestSpec};
 use crate::jinja::{self, Capture, MacroFile, RefTarget, Registry, Relation, Renderer};
 use crate::manifest::{
@@ -91,7 +91,7 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
     let mut errors: Vec<CompileError> = Vec::new();
     let mut warnings: Vec<String> = Vec::new();
 
-    let target_name = resolve_target(&project, options.target.as_deref())?;
+    let target_name = project.resolve_target(options.target.as_deref())?;
     let vars = resolve_vars(&project, options.vars.as_deref())?;
     let found = discover(&project, &mut errors);
     clock.lap("discover");
@@ -856,6 +856,57 @@ impl Compiled {
         Ok(finish_sql(&self.manifest, unique_id, &sql))
     }
 
+    /// Renders SQL typed on the command line (`lake show --inline`) with
+    /// the project's macros, `ref()` and `source()`.
+    pub fn render_inline(&self, sql: &str) -> Result<String, CompileError> {
+        const FILE: &str = "<inline>";
+        let ctx = node_context(
+            "inline",
+            &self.project.name,
+            ResourceType::Model,
+            FILE,
+            "curated",
+            ConfigMap::new(),
+            false,
+        );
+        let (rendered, capture) = self
+            .renderer
+            .render(FILE, sql, ctx)
+            .map_err(|e| jinja::to_compile_error(&e, FILE, "inline"))?;
+        let project = &self.project.name;
+        let names: Vec<&str> = self
+            .manifest
+            .nodes
+            .values()
+            .filter(|n| matches!(n.resource_type, ResourceType::Model | ResourceType::Seed))
+            .map(|n| n.name.as_str())
+            .collect();
+        for name in &capture.refs {
+            let known = self
+                .manifest
+                .nodes
+                .contains_key(&format!("model.{project}.{name}"))
+                || self
+                    .manifest
+                    .nodes
+                    .contains_key(&format!("seed.{project}.{name}"));
+            if !known {
+                return Err(CompileError::UnknownRef {
+                    location: Location::new(FILE, 1),
+                    model: "the inline query".into(),
+                    kind: RefKind::Model,
+                    name: name.clone(),
+                    suggestions: suggest(name, names.iter().copied()),
+                });
+            }
+        }
+        Ok(finish_sql(
+            &self.manifest,
+            "sql_operation.inline",
+            &rendered,
+        ))
+    }
+
     /// The rendered SQL of a node before refs are resolved.
     pub fn rendered_sql(&self, unique_id: &str) -> Option<&str> {
         self.rendered.get(unique_id).map(String::as_str)
@@ -1055,23 +1106,6 @@ fn skip_comments(sql: &str) -> usize {
         } else {
             return i;
         }
-    }
-}
-
-fn resolve_target(project: &ProjectFile, wanted: Option<&str>) -> Result<String, CompileError> {
-    match wanted {
-        Some(name) if project.targets.contains_key(name) => Ok(name.to_string()),
-        Some(name) if project.targets.is_empty() && name == "default" => Ok(name.to_string()),
-        Some(name) => Err(CompileError::UnknownTarget {
-            name: name.to_string(),
-            suggestions: suggest(name, project.targets.keys().map(String::as_str)),
-        }),
-        None => Ok(project
-            .targets
-            .keys()
-            .next()
-            .cloned()
-            .unwrap_or_else(|| "default".into())),
     }
 }
 

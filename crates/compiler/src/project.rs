@@ -127,6 +127,25 @@ impl ProjectFile {
 
     /// The variables visible to this project's templates: global `vars`, then
     /// the ones scoped to this project (`vars: {<project>: {...}}`), which win.
+    /// The target in effect: `wanted` if declared, else the first target
+    /// declared, else `default`.
+    pub fn resolve_target(&self, wanted: Option<&str>) -> Result<String, CompileError> {
+        match wanted {
+            Some(name) if self.targets.contains_key(name) => Ok(name.to_string()),
+            Some(name) if self.targets.is_empty() && name == "default" => Ok(name.to_string()),
+            Some(name) => Err(CompileError::UnknownTarget {
+                name: name.to_string(),
+                suggestions: crate::error::suggest(name, self.targets.keys().map(String::as_str)),
+            }),
+            None => Ok(self
+                .targets
+                .keys()
+                .next()
+                .cloned()
+                .unwrap_or_else(|| "default".into())),
+        }
+    }
+
     pub fn scoped_vars(&self) -> IndexMap<String, Json> {
         let mut vars = IndexMap::new();
         let mut scoped = None;

@@ -40,6 +40,10 @@ pub enum EngineError {
         problems: Vec<String>,
     },
 
+    /// A statement typed by a person (`lake sql`) cannot run.
+    #[error("{0}")]
+    Query(String),
+
     /// A seed file could not be loaded.
     #[error("{file}: {message}")]
     Seed { file: String, message: String },
@@ -88,6 +92,7 @@ impl EngineError {
             | EngineError::Config { .. }
             | EngineError::SchemaChanged { .. }
             | EngineError::Contract { .. }
+            | EngineError::Query(_)
             | EngineError::Seed { .. } => true,
             EngineError::Compile(e) => e.is_user_error(),
             EngineError::Storage(e) => e.is_conflict(),

@@ -13,6 +13,7 @@ mod results;
 mod runner;
 mod seed;
 mod session;
+pub mod sql;
 
 pub use drift::{DriftMeasure, PSI_FLOOR};
 pub use error::{EngineError, Result};
@@ -23,3 +24,4 @@ pub use materialize::{NodeOutcome, split_relation};
 pub use results::{AdapterResponse, NodeResult, RunMetadata, RunResults, Status};
 pub use runner::{RunEvent, RunOptions, Runner, describe, new_run_id};
 pub use session::{LakeSession, SessionOptions};
+pub use sql::Executed;

@@ -25,6 +25,9 @@ pub struct SessionOptions {
     pub spill_dir: Option<PathBuf>,
     /// Parallelism of one query. Default: the number of cores.
     pub target_partitions: Option<usize>,
+    /// Lets queries read files by path (`SELECT * FROM 'data/x.parquet'`),
+    /// for people at a prompt; builds and servers leave it off.
+    pub url_tables: bool,
 }
 
 /// A session over one lake root.
@@ -82,7 +85,10 @@ impl LakeSession {
             .with_runtime_env(runtime)
             .with_query_planner(DeltaPlanner::new())
             .build();
-        let ctx = SessionContext::new_with_state(state);
+        let mut ctx = SessionContext::new_with_state(state);
+        if options.url_tables {
+            ctx = ctx.enable_url_table();
+        }
         let catalog = LakeCatalog::new(root);
         catalog.register(&ctx);
         catalog.refresh().await?;

@@ -17,7 +17,7 @@ use datafusion::prelude::{SQLOptions, SessionContext};
 use parking_lot::RwLock;
 
 use crate::error::{Result, StorageError};
-use crate::root::{LakeRoot, ZONES};
+use crate::root::{LakeRoot, TableVersion, ZONES, check_name};
 
 /// The catalog's name in SQL.
 pub const CATALOG: &str = "lake";
@@ -83,6 +83,7 @@ impl LakeCatalog {
                     root: root.clone(),
                     zone: zone.to_string(),
                     names: RwLock::new(BTreeSet::new()),
+                    external: RwLock::new(HashMap::new()),
                     session: session.clone(),
                     cache: cache.clone(),
                 })
@@ -179,6 +180,9 @@ pub struct ZoneSchema {
     root: Arc<LakeRoot>,
     zone: String,
     names: RwLock<BTreeSet<String>>,
+    /// Tables registered by the session (`CREATE EXTERNAL TABLE`): files
+    /// read in place, not Delta tables, gone when the session ends.
+    external: RwLock<HashMap<String, Arc<dyn TableProvider>>>,
     session: SessionHandle,
     cache: Arc<RwLock<ProviderCache>>,
 }
@@ -207,6 +211,14 @@ impl ZoneSchema {
         &self,
         name: &str,
     ) -> DfResult<Option<(Arc<dyn TableProvider>, Vec<(String, String)>)>> {
+        let (name, at) = TableVersion::split_pinned(name);
+        if check_name(name).is_err() {
+            // Not a lake name (a file path, say): another resolver's turn.
+            return Ok(None);
+        }
+        if at != TableVersion::Latest {
+            return self.load_pinned(name, at).await;
+        }
         if let Some(view) = self
             .root
             .views()
@@ -249,6 +261,44 @@ impl ZoneSchema {
         Ok(Some((table.table_provider().await?, Vec::new())))
     }
 
+    /// A Delta table at a version or a point in time.
+    async fn load_pinned(
+        &self,
+        name: &str,
+        at: TableVersion,
+    ) -> DfResult<Option<(Arc<dyn TableProvider>, Vec<(String, String)>)>> {
+        let zone = &self.zone;
+        if self
+            .root
+            .views()
+            .get(zone, name)
+            .await
+            .map_err(external)?
+            .is_some()
+        {
+            return Err(DataFusionError::Plan(format!(
+                "{zone}.{name} is a view; only Delta tables have versions to travel to"
+            )));
+        }
+        let table = self
+            .root
+            .load_table_at(zone, name, at)
+            .await
+            .map_err(|e| match at {
+                TableVersion::Version(v) => {
+                    DataFusionError::Plan(format!("{zone}.{name} has no version {v}: {e}"))
+                }
+                TableVersion::AsOf(t) => {
+                    DataFusionError::Plan(format!("{zone}.{name} has no version as of {t}: {e}"))
+                }
+                TableVersion::Latest => external(e),
+            })?;
+        match table {
+            Some(table) => Ok(Some((table.table_provider().await?, Vec::new()))),
+            None => Ok(None),
+        }
+    }
+
     /// The stored name for `name`: SQL folds unquoted names to lower case,
     /// files may not be.
     fn stored_name(&self, name: &str) -> String {
@@ -267,11 +317,20 @@ impl ZoneSchema {
 #[async_trait]
 impl SchemaProvider for ZoneSchema {
     fn table_names(&self) -> Vec<String> {
-        self.names.read().iter().cloned().collect()
+        let mut names: BTreeSet<String> = self.names.read().iter().cloned().collect();
+        names.extend(self.external.read().keys().cloned());
+        names.into_iter().collect()
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        let name = self.stored_name(name);
+        if let Some(provider) = self.external.read().get(name) {
+            return Ok(Some(provider.clone()));
+        }
+        let (base, at) = TableVersion::split_pinned(name);
+        let name = match at {
+            TableVersion::Latest => self.stored_name(name),
+            _ => at.pinned_name(&self.stored_name(base)),
+        };
         let key = (self.zone.clone(), name.clone());
         {
             let cache = self.cache.read();
@@ -292,7 +351,37 @@ impl SchemaProvider for ZoneSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
+        if self.external.read().contains_key(name) {
+            return true;
+        }
         let names = self.names.read();
         names.contains(name) || names.iter().any(|n| n.eq_ignore_ascii_case(name))
+    }
+
+    /// `CREATE EXTERNAL TABLE`: kept for this session only; lake's own
+    /// tables are Delta tables written by builds and `CREATE TABLE ... AS`.
+    fn register_table(
+        &self,
+        name: String,
+        table: Arc<dyn TableProvider>,
+    ) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        if self.table_exist(&name) && !self.external.read().contains_key(&name) {
+            return Err(DataFusionError::Plan(format!(
+                "{}.{name} is a lake table or view; pick another name for the external table",
+                self.zone
+            )));
+        }
+        Ok(self.external.write().insert(name, table))
+    }
+
+    fn deregister_table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        match self.external.write().remove(name) {
+            Some(t) => Ok(Some(t)),
+            None if self.table_exist(name) => Err(DataFusionError::Plan(format!(
+                "{}.{name} is a lake table or view; lake sql does not drop those",
+                self.zone
+            ))),
+            None => Ok(None),
+        }
     }
 }

@@ -343,3 +343,74 @@ impl IntoFuture for TableMerge {
         Box::pin(self.run())
     }
 }
+
+/// Deletes the rows of `zone.name` that match a SQL predicate (all rows
+/// without one), in one commit.
+pub struct TableDelete {
+    root: Arc<LakeRoot>,
+    zone: String,
+    name: String,
+    predicate: Option<String>,
+    session: Arc<SessionState>,
+    metadata: Vec<(String, Json)>,
+}
+
+impl TableDelete {
+    pub fn new(root: Arc<LakeRoot>, zone: &str, name: &str, session: Arc<SessionState>) -> Self {
+        TableDelete {
+            root,
+            zone: zone.to_string(),
+            name: name.to_string(),
+            predicate: None,
+            session,
+            metadata: Vec::new(),
+        }
+    }
+
+    /// A SQL condition over the table's columns.
+    pub fn with_predicate(mut self, predicate: impl Into<String>) -> Self {
+        self.predicate = Some(predicate.into());
+        self
+    }
+
+    pub fn with_metadata(mut self, key: &str, value: Json) -> Self {
+        self.metadata.push((key.to_string(), value));
+        self
+    }
+
+    async fn run(self) -> Result<CommitOutcome> {
+        let label = format!("{}.{}", self.zone, self.name);
+        let table = self
+            .root
+            .load_table(&self.zone, &self.name)
+            .await?
+            .ok_or_else(|| StorageError::NoTable {
+                table: label.clone(),
+                hint: String::new(),
+            })?;
+        let session: Arc<dyn Session> = self.session.clone();
+        let mut delete = table
+            .delete()
+            .with_session_state(session)
+            .with_commit_properties(commit_properties(&self.metadata));
+        if let Some(p) = self.predicate {
+            delete = delete.with_predicate(p);
+        }
+        let (table, metrics) = delete.await.map_err(|e| StorageError::delta(&label, e))?;
+        Ok(CommitOutcome {
+            version: table.version().unwrap_or_default(),
+            rows_written: None,
+            rows_updated: None,
+            rows_deleted: metrics.num_deleted_rows.map(|n| n as u64),
+        })
+    }
+}
+
+impl IntoFuture for TableDelete {
+    type Output = Result<CommitOutcome>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
+    }
+}

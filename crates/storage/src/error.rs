@@ -35,6 +35,10 @@ pub enum StorageError {
         source: object_store::Error,
     },
 
+    /// No Delta table by that name.
+    #[error("{table} is not a Delta table{hint}")]
+    NoTable { table: String, hint: String },
+
     /// A stored view definition could not be read.
     #[error("view {view}: corrupt definition at {location}: {message}")]
     CorruptView {

@@ -14,8 +14,8 @@ mod views;
 
 pub use catalog::{CATALOG, LakeCatalog, ZoneSchema};
 pub use delta::{
-    CommitOutcome, SchemaChange, TableMerge, TableWrite, WriteMode, delta_compatible, quote_ident,
-    stored_type,
+    CommitOutcome, SchemaChange, TableDelete, TableMerge, TableWrite, WriteMode, delta_compatible,
+    quote_ident, stored_type,
 };
 pub use error::{Result, StorageError};
 pub use root::{LakeRoot, TableVersion, ZONES, check_name, check_zone};

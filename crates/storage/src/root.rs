@@ -36,6 +36,37 @@ pub enum TableVersion {
     AsOf(chrono::DateTime<chrono::Utc>),
 }
 
+impl TableVersion {
+    /// The table name that reads `name` at this version through the `lake`
+    /// catalog: `orders@v3`, `orders@2026-11-01T00:00:00Z`. Time travel in
+    /// SQL is rewritten to these names, so a plan that pins versions is
+    /// plain SQL.
+    pub fn pinned_name(&self, name: &str) -> String {
+        match self {
+            TableVersion::Latest => name.to_string(),
+            TableVersion::Version(v) => format!("{name}@v{v}"),
+            TableVersion::AsOf(t) => format!(
+                "{name}@{}",
+                t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+            ),
+        }
+    }
+
+    /// Splits a name made by [`pinned_name`](Self::pinned_name).
+    pub fn split_pinned(name: &str) -> (&str, TableVersion) {
+        let Some((base, pin)) = name.rsplit_once('@') else {
+            return (name, TableVersion::Latest);
+        };
+        if let Some(v) = pin.strip_prefix('v').and_then(|v| v.parse().ok()) {
+            return (base, TableVersion::Version(v));
+        }
+        match chrono::DateTime::parse_from_rfc3339(pin) {
+            Ok(t) => (base, TableVersion::AsOf(t.with_timezone(&chrono::Utc))),
+            Err(_) => (name, TableVersion::Latest),
+        }
+    }
+}
+
 impl LakeRoot {
     /// Opens the root given as a local path (relative ones resolve against
     /// `base`), a `file://` URL or a `memory://` URL. A local root is
