@@ -6,6 +6,7 @@ mod cli;
 mod interop;
 mod lakeread;
 mod quality;
+mod sql;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

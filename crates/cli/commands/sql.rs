@@ -378,6 +378,14 @@ impl Shell {
                 self.statement(&statement).await?;
             }
             buffer = rest;
+            // `select 1; \timing off`: a command after the last statement.
+            if buffer.trim_start().starts_with('\\') {
+                let command = buffer.trim().to_string();
+                buffer.clear();
+                if !self.meta(&command).await? {
+                    return Ok(false);
+                }
+            }
         }
         if !is_blank(&buffer) {
             self.statement(buffer.trim()).await?;
@@ -392,6 +400,8 @@ impl Shell {
             _ = self.interrupt.recv() => Err(StatementError::Cancelled),
         };
         let outcome = match executed {
+            // DDL (CREATE EXTERNAL TABLE, SET, ...) has run; nothing to show.
+            Ok(Executed::Rows(df)) if df.schema().fields().is_empty() => Ok(()),
             Ok(Executed::Rows(df)) => self
                 .printer
                 .print(df, &mut self.interrupt)

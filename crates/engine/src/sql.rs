@@ -430,9 +430,17 @@ impl LakeSession {
         let mut parameters = Vec::new();
         let mut rows = Vec::new();
         let mut writers = Vec::new();
+        let snapshot = delta.snapshot().ok();
         for (i, commit) in commits.iter().enumerate() {
-            versions.push(latest.saturating_sub(i as u64));
-            timestamps.push(commit.timestamp);
+            let version = latest.saturating_sub(i as u64);
+            versions.push(version);
+            // The version's time as time travel resolves it (the log
+            // file's), which can be a little after commitInfo's.
+            timestamps.push(
+                snapshot
+                    .and_then(|s| s.version_timestamp(version))
+                    .or(commit.timestamp),
+            );
             operations.push(commit.operation.clone());
             parameters.push(
                 commit

@@ -180,7 +180,21 @@ impl LakeRoot {
             TableVersion::AsOf(t) => builder = builder.with_timestamp(t),
         }
         match builder.load().await {
-            Ok(table) => Ok(Some(table)),
+            Ok(table) => {
+                // deltalake opens the first version for an instant before
+                // it; there was no table then.
+                if let TableVersion::AsOf(t) = at
+                    && let Ok(state) = table.snapshot()
+                    && let Some(created) = state.version_timestamp(table.version().unwrap_or(0))
+                    && created > t.timestamp_millis()
+                {
+                    return Err(StorageError::NoTable {
+                        table: format!("{zone}.{name}"),
+                        hint: format!(" as of {t}: its first version is later"),
+                    });
+                }
+                Ok(Some(table))
+            }
             Err(DeltaTableError::NotATable(_)) | Err(DeltaTableError::InvalidTableLocation(_)) => {
                 Ok(None)
             }

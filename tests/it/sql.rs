@@ -1,0 +1,324 @@
+//! `lake sql` and `lake show` end to end: scripted sessions on stdin, -c
+//! and -f, each backslash command, time travel, DESCRIBE HISTORY, writes,
+//! files, errors with suggestions, and Ctrl-C cancelling a statement.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use super::{lake, project, stderr, stdout};
+
+/// A project with one seed, seeded.
+fn seeded() -> tempfile::TempDir {
+    let dir = project(&[
+        ("lake_project.yml", "name: s\n"),
+        (
+            "seeds/people.csv",
+            "id,name,age\n1,ann,31\n2,bob,\n3,cy,45\n",
+        ),
+        (
+            "models/adults.sql",
+            "select id, name from {{ ref('people') }} where age >= 18",
+        ),
+    ]);
+    let out = lake(dir.path(), &["build"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    dir
+}
+
+/// `lake sql` with `input` on stdin.
+fn sql_stdin(dir: &Path, args: &[&str], input: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lake"))
+        .arg("sql")
+        .args(args)
+        .current_dir(dir)
+        .env_remove("LAKE_PROJECT_DIR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_scripted_session_on_stdin_with_backslash_commands() {
+    let dir = seeded();
+    let script = "\\d\n\\dt\n\\d raw.people\nselect name,\n  age\nfrom raw.people\norder by id;\n\\format csv\nselect id from curated.adults order by id; \\timing off\n\\format ndjson\nselect id, name from raw.people where id = 1;\n\\format json\nselect id from raw.people where id < 3 order by id;\n\\q\nselect 'not reached';\n";
+    let out = sql_stdin(dir.path(), &[], script);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    // \d lists tables and views; \dt only tables.
+    assert!(text.contains(" curated | adults | view"), "{text}");
+    assert!(text.contains(" raw     | people | table"), "{text}");
+    assert_eq!(text.matches("| adults |").count(), 1, "{text}");
+    // \d name: columns, then Delta facts.
+    for needle in [
+        " age    | Int64",
+        "kind: Delta table",
+        "version: 0",
+        "rows: 3",
+        "files: 1",
+        "partitioned by: (none)",
+        "last commit: 20",
+    ] {
+        assert!(text.contains(needle), "{needle:?} in {text}");
+    }
+    // A statement over several lines, NULL shown as NULL.
+    assert!(text.contains(" bob  | NULL"), "{text}");
+    assert!(text.contains("(3 rows)"), "{text}");
+    // csv, ndjson, json.
+    assert!(text.contains("id\n1\n3\n"), "{text}");
+    assert!(text.contains("{\"id\":1,\"name\":\"ann\"}\n"), "{text}");
+    assert!(text.contains("[\n{\"id\":1},\n{\"id\":2}\n]\n"), "{text}");
+    assert!(!text.contains("not reached"), "{text}");
+    // Timing goes to stderr, one line per statement while on.
+    assert!(stderr(&out).contains("time: "), "{}", stderr(&out));
+}
+
+#[test]
+fn time_travel_history_and_writes_are_delta_commits() {
+    let dir = seeded();
+    let run = |sql: &str| {
+        let out = lake(dir.path(), &["sql", "--format", "csv", "-c", sql]);
+        assert!(
+            out.status.success(),
+            "{sql}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        stdout(&out)
+    };
+    assert!(
+        run("create table curated.t as select id, name from raw.people")
+            .contains("created curated.t: 3 rows (version 0)")
+    );
+    run("insert into curated.t values (4, 'dee'), (5, 'eve')");
+    assert!(
+        run("delete from curated.t where id <= 2")
+            .contains("deleted 2 rows from curated.t (version 2)")
+    );
+    assert_eq!(run("select count(*) as n from curated.t"), "n\n3\n");
+    assert_eq!(
+        run("select count(*) as n from curated.t version as of 0"),
+        "n\n3\n"
+    );
+    assert_eq!(
+        run("select count(*) as n from curated.t VERSION AS OF 1"),
+        "n\n5\n"
+    );
+    assert_eq!(
+        run(
+            "select a.id from curated.t version as of 1 a left join curated.t b on a.id = b.id where b.id is null order by 1"
+        ),
+        "id\n1\n2\n"
+    );
+    let history = run("describe history curated.t");
+    let lines: Vec<&str> = history.lines().collect();
+    assert_eq!(
+        lines[0],
+        "version,timestamp,operation,parameters,rows_written,written_by"
+    );
+    assert_eq!(lines.len(), 4, "{history}");
+    assert!(
+        lines[1].starts_with("2,") && lines[1].contains("DELETE"),
+        "{history}"
+    );
+    assert!(
+        lines[3].starts_with("0,") && lines[3].contains("WRITE"),
+        "{history}"
+    );
+    // The timestamp of version 1 travels to version 1.
+    let v1_time = lines[2].split(',').nth(1).unwrap();
+    assert_eq!(
+        run(&format!(
+            "select count(*) as n from curated.t timestamp as of '{v1_time}'"
+        )),
+        "n\n5\n"
+    );
+    // Before the first commit there is nothing.
+    let out = lake(
+        dir.path(),
+        &[
+            "sql",
+            "-c",
+            "select * from curated.t timestamp as of '2000-01-01'",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("curated.t has no version as of 2000-01-01"),
+        "{}",
+        stderr(&out)
+    );
+    let out = lake(
+        dir.path(),
+        &["sql", "-c", "select * from curated.t version as of 9"],
+    );
+    assert!(
+        stderr(&out).contains("curated.t has no version 9"),
+        "{}",
+        stderr(&out)
+    );
+    let out = lake(
+        dir.path(),
+        &["sql", "-c", "select * from curated.adults version as of 0"],
+    );
+    assert!(stderr(&out).contains("is a view"), "{}", stderr(&out));
+    // CREATE over an existing table needs OR REPLACE; an empty table with
+    // columns; writes are seen by another process (the build's reader).
+    let out = lake(
+        dir.path(),
+        &["sql", "-c", "create table curated.t as select 1 as x"],
+    );
+    assert!(
+        stderr(&out).contains("use CREATE OR REPLACE TABLE"),
+        "{}",
+        stderr(&out)
+    );
+    run("create or replace table curated.t as select 1 as x");
+    run("create table raw.empty (id bigint, label varchar)");
+    assert_eq!(run("select count(*) as n from raw.empty"), "n\n0\n");
+    assert_eq!(
+        super::lakeread::query(&dir.path().join(".lake"), "select x from curated.t"),
+        [["1"]]
+    );
+}
+
+#[test]
+fn files_external_tables_and_copy() {
+    let dir = seeded();
+    let file = dir.path().join("out.parquet");
+    let sql = format!(
+        "copy (select id, name from raw.people order by id) to '{f}';
+         select count(*) as n from '{f}';
+         create external table ext stored as parquet location '{f}';
+         select name from ext where id = 3;",
+        f = file.display()
+    );
+    let out = lake(dir.path(), &["sql", "--format", "csv", "-c", &sql]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(file.is_file());
+    assert!(
+        stdout(&out).contains("n\n3\n") && stdout(&out).contains("name\ncy\n"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn errors_suggest_names_and_set_the_exit_code() {
+    let dir = seeded();
+    let out = lake(
+        dir.path(),
+        &[
+            "sql",
+            "-c",
+            "select * from curated.people",
+            "-c",
+            "select nme from raw.people",
+            "-c",
+            "select 7 as still_runs",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("table curated.people not found; did you mean raw.people?"),
+        "{err}"
+    );
+    assert!(err.contains("Did you mean 'raw.people.name'?"), "{err}");
+    // The session goes on after an error.
+    assert!(stdout(&out).contains("still_runs"), "{}", stdout(&out));
+    let out = lake(dir.path(), &["sql", "-c", "selec 1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("error: "), "{}", stderr(&out));
+    // -f with a missing file.
+    let out = lake(dir.path(), &["sql", "-f", "nope.sql"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("cannot read nope.sql"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn ctrl_c_cancels_the_running_statement_and_the_session_goes_on() {
+    let dir = seeded();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lake"))
+        .args(["sql", "--format", "csv"])
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"\\echo started\nselect count(*) from generate_series(1, 100000000000000);\nselect 42 as answer;\n")
+        .unwrap();
+    drop(stdin);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // The long statement starts right after the echo.
+    assert_eq!(lines.next().unwrap().unwrap(), "started");
+    #[allow(unsafe_code)]
+    // SAFETY: kill(2) on our own child's pid has no memory effects.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(rest, ["answer", "42"], "{err}");
+    assert!(err.contains("cancelled"), "{err}");
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "a cancelled statement counts as failed: {err}"
+    );
+}
+
+#[test]
+fn show_previews_a_model_or_an_inline_query() {
+    let dir = seeded();
+    let out = lake(
+        dir.path(),
+        &["show", "--select", "adults", "--format", "csv"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().next(), Some("id,name"));
+    let out = lake(
+        dir.path(),
+        &[
+            "show",
+            "--inline",
+            "select name from {{ ref('people') }} order by id",
+            "--limit",
+            "2",
+            "--format",
+            "csv",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "name\nann\nbob\n");
+    let out = lake(
+        dir.path(),
+        &["show", "--inline", "select * from {{ ref('peple') }}"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("did you mean"), "{}", stderr(&out));
+    let out = lake(dir.path(), &["show", "--select", "adult"]);
+    assert!(
+        stderr(&out).contains("did you mean adults?"),
+        "{}",
+        stderr(&out)
+    );
+}
