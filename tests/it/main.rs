@@ -6,6 +6,7 @@ mod cli;
 mod interop;
 mod lakeread;
 mod quality;
+mod slt;
 mod sql;
 
 use std::path::{Path, PathBuf};
