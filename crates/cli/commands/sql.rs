@@ -520,14 +520,12 @@ impl Shell {
     async fn describe(&mut self, name: &str) -> Result<(), Failure> {
         match self.session.describe_relation(name).await {
             Ok((columns, facts)) => {
-                if let Err(e) = self
+                if let Err(StatementError::Io(e)) = self
                     .printer_for_description()
                     .print(columns, &mut self.interrupt)
                     .await
                 {
-                    if let StatementError::Io(e) = e {
-                        return Err(Failure::Internal(e.into()));
-                    }
+                    return Err(Failure::Internal(e.into()));
                 }
                 let width = facts.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
                 let mut out = io::stdout().lock();

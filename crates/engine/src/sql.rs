@@ -22,7 +22,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
-use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Whitespace, Word};
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Word};
 use futures::TryStreamExt;
 use lake_storage::{SchemaChange, TableDelete, TableVersion, TableWrite, WriteMode, ZONES};
 use serde_json::json;
@@ -179,7 +179,6 @@ pub fn rewrite_time_travel(sql: &str) -> Result<String> {
                     quote_style: Some('"'),
                     keyword: Keyword::NoKeyword,
                 }));
-                out.push(Token::Whitespace(Whitespace::Space));
             }
             _ => {
                 return Err(query_error(
@@ -665,6 +664,22 @@ fn rows_written(info: &std::collections::HashMap<String, serde_json::Value>) -> 
         .or_else(|| get("num_copied_rows").map(|_| 0))
 }
 
+/// `1.5 MiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < units.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", units[unit])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -693,7 +708,7 @@ mod tests {
         assert_eq!(
             rewrite_time_travel("select * from o TIMESTAMP AS OF TIMESTAMP '2026-11-01 10:00:00'")
                 .unwrap(),
-            "select * from \"o@2026-11-01T10:00:00Z\" "
+            "select * from \"o@2026-11-01T10:00:00Z\""
         );
         assert!(rewrite_time_travel("select * from o version as of 'x'").is_err());
         assert!(rewrite_time_travel("select * from o timestamp as of 'yesterday'").is_err());
@@ -702,21 +717,5 @@ mod tests {
             rewrite_time_travel("select 'as of'").unwrap(),
             "select 'as of'"
         );
-    }
-}
-
-/// `1.5 MiB`.
-pub fn human_bytes(bytes: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < units.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", units[unit])
     }
 }
