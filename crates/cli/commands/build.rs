@@ -98,8 +98,20 @@ pub fn retry(args: RetryArgs) -> CmdResult {
     )
 }
 
+/// The `--memory-limit` flag in bytes.
+pub fn memory_limit(flag: Option<&str>) -> Result<Option<usize>, Failure> {
+    flag.map(|text| {
+        parse_size(text).ok_or_else(|| {
+            Failure::User(anyhow!(
+                "--memory-limit: '{text}' is not a size\n  hint: for example 4GiB, 512MiB or 1000000"
+            ))
+        })
+    })
+    .transpose()
+}
+
 /// `4GiB`, `512MiB`, `1000000` (bytes).
-pub fn parse_size(text: &str) -> Option<usize> {
+fn parse_size(text: &str) -> Option<usize> {
     let t = text.trim();
     let split = t
         .find(|c: char| !c.is_ascii_digit() && c != '.')
@@ -160,12 +172,7 @@ fn execute(
     selected: BTreeSet<String>,
     argv: serde_json::Value,
 ) -> CmdResult {
-    let memory_limit = match &exec.memory_limit {
-        Some(text) => Some(parse_size(text).ok_or_else(|| {
-            Failure::User(anyhow!("--memory-limit: '{text}' is not a size\n  hint: for example 4GiB, 512MiB or 1000000"))
-        })?),
-        None => None,
-    };
+    let memory_limit = memory_limit(exec.memory_limit.as_deref())?;
     // Like `dbt build`, write the manifest and compiled SQL first, so a
     // failing model's SQL can be read at the path its error names.
     lake_compiler::write_artifacts(

@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use anyhow::anyhow;
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::prelude::DataFrame;
@@ -55,16 +55,8 @@ fn open_root(args: &LakeArgs) -> Result<LakeRoot, Failure> {
 }
 
 fn session_options(args: &LakeArgs) -> Result<SessionOptions, Failure> {
-    let memory_limit = match &args.memory_limit {
-        Some(text) => Some(super::build::parse_size(text).ok_or_else(|| {
-            Failure::User(anyhow!(
-                "--memory-limit: '{text}' is not a size\n  hint: for example 4GiB or 512MiB"
-            ))
-        })?),
-        None => None,
-    };
     Ok(SessionOptions {
-        memory_limit,
+        memory_limit: super::build::memory_limit(args.memory_limit.as_deref())?,
         url_tables: true,
         ..SessionOptions::default()
     })
@@ -479,42 +471,67 @@ impl Shell {
     }
 
     async fn list(&mut self, views_too: bool) -> Result<(), Failure> {
-        let catalog = self.session.catalog();
-        if let Err(e) = catalog.refresh().await {
-            eprintln!("error: {e}");
-            self.failed = true;
-            return Ok(());
-        }
-        let mut rows = String::from("select * from (values ");
-        let mut first = true;
-        let views = self.session.root().views();
+        let root = self.session.root();
+        let views = root.views();
+        let mut rows: Vec<(&str, String, &str)> = Vec::new();
         for zone in ZONES {
-            let view_names = views.list(zone).await.unwrap_or_default();
-            for (z, name) in catalog.names().into_iter().filter(|(z, _)| z == zone) {
-                let kind = if view_names.contains(&name) {
-                    "view"
-                } else {
-                    "table"
-                };
-                if kind == "view" && !views_too {
-                    continue;
+            let listed = match root.list_tables(zone).await {
+                Ok(tables) => views.list(zone).await.map(|v| (tables, v)),
+                Err(e) => Err(e),
+            };
+            let (tables, view_names) = match listed {
+                Ok(found) => found,
+                Err(e) => {
+                    self.failed = true;
+                    eprintln!("error: {e}");
+                    return Ok(());
                 }
-                if !first {
-                    rows.push_str(", ");
-                }
-                first = false;
-                rows.push_str(&format!(
-                    "('{z}', '{}', '{kind}')",
-                    name.replace('\'', "''")
-                ));
+            };
+            // A view hides a Delta table of the same name.
+            let mut kinds: std::collections::BTreeMap<String, &str> =
+                tables.into_iter().map(|t| (t, "table")).collect();
+            if views_too {
+                kinds.extend(view_names.into_iter().map(|v| (v, "view")));
+            } else {
+                kinds.retain(|name, _| !view_names.contains(name));
             }
+            rows.extend(kinds.into_iter().map(|(name, kind)| (zone, name, kind)));
         }
-        if first {
+        if rows.is_empty() {
             println!("(no tables yet: `lake build` writes them)");
             return Ok(());
         }
-        rows.push_str(") as t(zone, name, kind) order by zone, name");
-        self.statement(&rows).await
+        let zones: Vec<&str> = rows.iter().map(|r| r.0).collect();
+        let names: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+        let kinds: Vec<&str> = rows.iter().map(|r| r.2).collect();
+        let listed = RecordBatch::try_from_iter([
+            ("zone", Arc::new(StringArray::from(zones)) as ArrayRef),
+            ("name", Arc::new(StringArray::from(names)) as ArrayRef),
+            ("kind", Arc::new(StringArray::from(kinds)) as ArrayRef),
+        ])
+        .and_then(|batch| {
+            self.session
+                .context()
+                .read_batch(batch)
+                .map_err(|e| datafusion::arrow::error::ArrowError::ExternalError(Box::new(e)))
+        });
+        let outcome = match listed {
+            Ok(df) => self
+                .printer
+                .print(df, &mut self.interrupt)
+                .await
+                .map(|_| ()),
+            Err(e) => Err(StatementError::Failed(e.to_string())),
+        };
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(StatementError::Io(e)) => Err(Failure::Internal(e.into())),
+            Err(other) => {
+                self.failed = true;
+                eprintln!("error: {other:?}");
+                Ok(())
+            }
+        }
     }
 
     async fn describe(&mut self, name: &str) -> Result<(), Failure> {

@@ -874,13 +874,6 @@ impl Compiled {
             .render(FILE, sql, ctx)
             .map_err(|e| jinja::to_compile_error(&e, FILE, "inline"))?;
         let project = &self.project.name;
-        let names: Vec<&str> = self
-            .manifest
-            .nodes
-            .values()
-            .filter(|n| matches!(n.resource_type, ResourceType::Model | ResourceType::Seed))
-            .map(|n| n.name.as_str())
-            .collect();
         for name in &capture.refs {
             let known = self
                 .manifest
@@ -896,7 +889,16 @@ impl Compiled {
                     model: "the inline query".into(),
                     kind: RefKind::Model,
                     name: name.clone(),
-                    suggestions: suggest(name, names.iter().copied()),
+                    suggestions: suggest(
+                        name,
+                        self.manifest
+                            .nodes
+                            .values()
+                            .filter(|n| {
+                                matches!(n.resource_type, ResourceType::Model | ResourceType::Seed)
+                            })
+                            .map(|n| n.name.as_str()),
+                    ),
                 });
             }
         }

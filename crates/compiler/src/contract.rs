@@ -124,38 +124,29 @@ impl Constraint {
     }
 }
 
-/// Every constraint of a model: its columns' then its own.
+/// Every constraint entry of a model, parsed: its columns' then its own.
+fn parse_all(node: &Node) -> impl Iterator<Item = Result<Constraint, String>> + '_ {
+    let of_columns = node.columns.values().flat_map(|column| {
+        column.constraints.iter().map(|entry| {
+            Constraint::parse(entry, Some(&column.name))
+                .map_err(|e| format!("column '{}': {e}", column.name))
+        })
+    });
+    of_columns.chain(
+        node.constraints
+            .iter()
+            .map(|entry| Constraint::parse(entry, None)),
+    )
+}
+
+/// Every constraint of a model, or the first problem with one.
 pub fn constraints_of(node: &Node) -> Result<Vec<Constraint>, String> {
-    let mut all = Vec::new();
-    for column in node.columns.values() {
-        for entry in &column.constraints {
-            all.push(
-                Constraint::parse(entry, Some(&column.name))
-                    .map_err(|e| format!("column '{}': {e}", column.name))?,
-            );
-        }
-    }
-    for entry in &node.constraints {
-        all.push(Constraint::parse(entry, None)?);
-    }
-    Ok(all)
+    parse_all(node).collect()
 }
 
 /// The problems with a model's contract declarations, for the compiler.
 pub fn validate(node: &Node) -> Vec<String> {
-    let mut problems = Vec::new();
-    for column in node.columns.values() {
-        for entry in &column.constraints {
-            if let Err(e) = Constraint::parse(entry, Some(&column.name)) {
-                problems.push(format!("column '{}': {e}", column.name));
-            }
-        }
-    }
-    for entry in &node.constraints {
-        if let Err(e) = Constraint::parse(entry, None) {
-            problems.push(e);
-        }
-    }
+    let mut problems: Vec<String> = parse_all(node).filter_map(Result::err).collect();
     if !node.config.contract.enforced {
         return problems;
     }

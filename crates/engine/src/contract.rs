@@ -12,11 +12,11 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, BooleanArray};
 use datafusion::arrow::datatypes::{DataType, FieldRef};
-use datafusion::common::{Column, DataFusionError, ScalarValue};
+use datafusion::common::{DataFusionError, ScalarValue};
 use datafusion::functions_aggregate::expr_fn::{count, sum};
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ExprSchemable, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF,
-    ScalarUDFImpl, Signature, Volatility, cast, lit,
+    ScalarUDFImpl, Signature, Volatility, cast, ident, lit,
 };
 use datafusion::prelude::DataFrame;
 use lake_compiler::Node;
@@ -28,10 +28,6 @@ use crate::session::LakeSession;
 /// Starts every error `lake_assert` raises, so a failed write can be told
 /// apart from other failures.
 const VIOLATION: &str = "lake contract violated: ";
-
-fn col(name: &str) -> Expr {
-    Expr::Column(Column::new_unqualified(name))
-}
 
 /// `lake_assert(value, ok, message)`: `value` unchanged, or an execution
 /// error carrying `message` when `ok` is false in any row (NULL passes, as a
@@ -164,7 +160,7 @@ impl ContractGuard {
                             column.name
                         ));
                     }
-                    exprs.push(col(&column.name));
+                    exprs.push(ident(&column.name));
                 }
             }
         }
@@ -215,7 +211,7 @@ impl ContractGuard {
             ConstraintKind::NotNull | ConstraintKind::PrimaryKey => {
                 for c in &constraint.columns {
                     self.row_checks.push(RowCheck {
-                        ok: col(c).is_not_null(),
+                        ok: ident(c).is_not_null(),
                         describe: format!("{}: column '{c}' is NULL", constraint.describe()),
                     });
                 }
@@ -255,10 +251,10 @@ impl ContractGuard {
             .schema()
             .fields()
             .iter()
-            .map(|f| col(f.name()))
+            .map(|f| ident(f.name()))
             .collect();
         let first = rows.schema().field(0).name().clone();
-        let mut guarded = col(&first);
+        let mut guarded = ident(&first);
         for check in &self.row_checks {
             guarded = udf.call(vec![guarded, check.ok.clone(), lit(check.describe.clone())]);
         }
@@ -271,7 +267,7 @@ impl ContractGuard {
     pub async fn check_unique(&self) -> Result<()> {
         let mut problems = Vec::new();
         for columns in &self.unique {
-            let keys: Vec<Expr> = columns.iter().map(|c| col(c)).collect();
+            let keys: Vec<Expr> = columns.iter().map(ident).collect();
             let not_null = keys
                 .iter()
                 .map(|k| k.clone().is_not_null())
@@ -282,7 +278,7 @@ impl ContractGuard {
                 .clone()
                 .filter(not_null)
                 .and_then(|d| d.aggregate(keys, vec![count(lit(1)).alias("lake_n")]))
-                .and_then(|d| d.filter(col("lake_n").gt(lit(1))))
+                .and_then(|d| d.filter(ident("lake_n").gt(lit(1))))
                 .map_err(|e| self.error(vec![e.to_string()]))?
                 .count()
                 .await

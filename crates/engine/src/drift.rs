@@ -118,7 +118,12 @@ pub async fn measure(
             });
         }
         DriftReference::Version(v) => Some(TableVersion::Version(*v)),
-        DriftReference::Timestamp(t) => Some(TableVersion::AsOf(parse_instant(t, file)?)),
+        DriftReference::Timestamp(t) => Some(TableVersion::AsOf(
+            crate::sql::parse_instant(t).map_err(|e| EngineError::Config {
+                file: file.to_string(),
+                message: format!("drift: {e}"),
+            })?,
+        )),
     };
     let mut measure = DriftMeasure {
         column: column.to_string(),
@@ -164,7 +169,7 @@ pub async fn measure(
     .map_err(df_error(&reading))?;
 
     let filter = filter.map(|f| format!(" where {f}")).unwrap_or_default();
-    let quoted = format!("\"{}\"", column.replace('"', "\"\""));
+    let quoted = lake_storage::quote_ident(column);
     let data_type = ctx
         .sql(&format!("select {quoted} from current_rows"))
         .await
@@ -336,20 +341,4 @@ fn as_f64(value: &ScalarValue) -> Option<f64> {
                 _ => None,
             }),
     }
-}
-
-/// An RFC 3339 instant, or a date (midnight UTC).
-fn parse_instant(text: &str, file: &str) -> Result<chrono::DateTime<chrono::Utc>> {
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
-        return Ok(t.with_timezone(&chrono::Utc));
-    }
-    if let Ok(d) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Ok(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc());
-    }
-    Err(EngineError::Config {
-        file: file.to_string(),
-        message: format!(
-            "drift: timestamp '{text}' is not an RFC 3339 instant such as '2026-11-01T00:00:00Z' or a date"
-        ),
-    })
 }

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use datafusion::arrow::array::{Array, Int64Array};
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::{Column, ScalarValue};
-use datafusion::logical_expr::{Expr, cast, lit};
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::{Expr, cast, ident, lit};
 use datafusion::prelude::DataFrame;
 use lake_compiler::{Compiled, Node, ResourceType};
 use lake_storage::{SchemaChange, TableMerge, TableWrite, ViewDefinition, WriteMode};
@@ -43,10 +43,6 @@ pub struct Materializer<'a> {
 /// `zone.name` of a relation name.
 pub fn split_relation(relation: &str) -> (&str, &str) {
     relation.split_once('.').unwrap_or(("curated", relation))
-}
-
-fn col(name: &str) -> Expr {
-    Expr::Column(Column::new_unqualified(name))
 }
 
 /// Types as a user sees them: what Delta stores, with string views as
@@ -430,8 +426,8 @@ impl Materializer<'_> {
         let mut exprs: Vec<Expr> = Vec::new();
         for t in target.schema().fields() {
             let expr = match new.schema().field_with_unqualified_name(t.name()) {
-                Ok(f) if normalized(f.data_type()) == normalized(t.data_type()) => col(t.name()),
-                Ok(_) => cast(col(t.name()), normalized(t.data_type())),
+                Ok(f) if normalized(f.data_type()) == normalized(t.data_type()) => ident(t.name()),
+                Ok(_) => cast(ident(t.name()), normalized(t.data_type())),
                 Err(_) => cast(lit(ScalarValue::Null), normalized(t.data_type())),
             };
             exprs.push(expr.alias(t.name()));
@@ -443,7 +439,7 @@ impl Materializer<'_> {
                     .field_with_unqualified_name(f.name())
                     .is_err()
                 {
-                    exprs.push(col(f.name()));
+                    exprs.push(ident(f.name()));
                 }
             }
         }
@@ -460,7 +456,7 @@ impl Materializer<'_> {
     ) -> Result<Option<Expr>> {
         let distinct = new
             .clone()
-            .select(columns.iter().map(|c| col(c)).collect::<Vec<_>>())
+            .select(columns.iter().map(ident).collect::<Vec<_>>())
             .and_then(|d| d.distinct())
             .map_err(|e| self.sql_error(node, e))?
             .collect()
@@ -485,7 +481,7 @@ impl Materializer<'_> {
                     if columns.len() == 1 {
                         single.push(lit(value));
                     } else {
-                        conjuncts.push(col(c).eq(lit(value)));
+                        conjuncts.push(ident(c).eq(lit(value)));
                     }
                 }
                 if let Some(all) = conjuncts.into_iter().reduce(Expr::and) {
@@ -494,7 +490,7 @@ impl Materializer<'_> {
             }
         }
         Ok(if columns.len() == 1 {
-            (!single.is_empty()).then(|| col(&columns[0]).in_list(single, false))
+            (!single.is_empty()).then(|| ident(&columns[0]).in_list(single, false))
         } else {
             alternatives.into_iter().reduce(Expr::or)
         })
@@ -517,7 +513,7 @@ impl Materializer<'_> {
         let mut exprs = Vec::new();
         for f in new.schema().fields() {
             let expr = match target.schema().field_with_unqualified_name(f.name()) {
-                Ok(_) => cast(col(f.name()), normalized(f.data_type())),
+                Ok(_) => cast(ident(f.name()), normalized(f.data_type())),
                 Err(_) => cast(lit(ScalarValue::Null), normalized(f.data_type())),
             };
             exprs.push(expr.alias(f.name()));
@@ -537,7 +533,7 @@ impl Materializer<'_> {
                 .select(
                     match_on
                         .iter()
-                        .map(|c| col(c).alias(format!("__lake_new_{c}")))
+                        .map(|c| ident(c).alias(format!("__lake_new_{c}")))
                         .collect::<Vec<_>>(),
                 )
                 .map_err(df_err)?;
@@ -556,7 +552,7 @@ impl Materializer<'_> {
             .schema()
             .fields()
             .iter()
-            .map(|f| cast(col(f.name()), normalized(f.data_type())).alias(f.name()))
+            .map(|f| cast(ident(f.name()), normalized(f.data_type())).alias(f.name()))
             .collect();
         let all = kept
             .union(new.select(casted).map_err(df_err)?)

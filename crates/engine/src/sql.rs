@@ -241,6 +241,16 @@ fn zone_and_name(name: &ObjectName) -> Result<(String, String)> {
     Ok((zone, table))
 }
 
+/// [`zone_and_name`] of `zone.name` as typed after `\\d` or `DESCRIBE
+/// HISTORY`.
+fn zone_and_name_of(text: &str) -> Result<(String, String)> {
+    let parts: Vec<datafusion::sql::sqlparser::ast::Ident> = text
+        .split('.')
+        .map(datafusion::sql::sqlparser::ast::Ident::new)
+        .collect();
+    zone_and_name(&ObjectName::from(parts))
+}
+
 impl LakeSession {
     /// Runs one statement (no trailing `;` needed). Writes are Delta
     /// commits; queries come back as a DataFrame to stream.
@@ -404,13 +414,7 @@ impl LakeSession {
 
     /// `DESCRIBE HISTORY zone.name`: one row per commit, newest first.
     async fn describe_history(&self, table: &str) -> Result<Executed> {
-        let object = ObjectName::from(
-            table
-                .split('.')
-                .map(datafusion::sql::sqlparser::ast::Ident::new)
-                .collect::<Vec<_>>(),
-        );
-        let (zone, name) = zone_and_name(&object)?;
+        let (zone, name) = zone_and_name_of(table)?;
         let Some(delta) = self.root().load_table(&zone, &name).await? else {
             return Err(query_error(format!(
                 "{zone}.{name} is not a Delta table (a view, or not built yet)"
@@ -491,12 +495,7 @@ impl LakeSession {
         &self,
         name: &str,
     ) -> Result<(DataFrame, Vec<(String, String)>)> {
-        let object = ObjectName::from(
-            name.split('.')
-                .map(datafusion::sql::sqlparser::ast::Ident::new)
-                .collect::<Vec<_>>(),
-        );
-        let (zone, table) = zone_and_name(&object)?;
+        let (zone, table) = zone_and_name_of(name)?;
         let df = match self.context().table(format!("{zone}.{table}")).await {
             Ok(df) => df,
             Err(e) => {
