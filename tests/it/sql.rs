@@ -99,7 +99,10 @@ fn time_travel_history_and_writes_are_delta_commits() {
         run("create table curated.t as select id, name from raw.people")
             .contains("created curated.t: 3 rows (version 0)")
     );
-    run("insert into curated.t values (4, 'dee'), (5, 'eve')");
+    assert!(
+        run("insert into curated.t values (4, 'dee'), (5, 'eve')")
+            .contains("inserted 2 rows into curated.t (version 1)")
+    );
     assert!(
         run("delete from curated.t where id <= 2")
             .contains("deleted 2 rows from curated.t (version 2)")
@@ -132,6 +135,15 @@ fn time_travel_history_and_writes_are_delta_commits() {
     );
     assert!(
         lines[3].starts_with("0,") && lines[3].contains("WRITE"),
+        "{history}"
+    );
+    // Each commit records the statement that made it.
+    assert!(
+        lines[2].contains("insert into curated.t values (4, 'dee'), (5, 'eve')"),
+        "{history}"
+    );
+    assert!(
+        lines[1].contains("delete from curated.t where id <= 2"),
         "{history}"
     );
     // The timestamp of version 1 travels to version 1.

@@ -23,5 +23,5 @@ pub use freshness::{
 pub use materialize::{NodeOutcome, split_relation};
 pub use results::{AdapterResponse, NodeResult, RunMetadata, RunResults, Status};
 pub use runner::{RunEvent, RunOptions, Runner, describe, new_run_id};
-pub use session::{LakeSession, SessionOptions};
+pub use session::{LakeSession, SessionOptions, query_config};
 pub use sql::Executed;

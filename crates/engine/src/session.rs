@@ -72,13 +72,10 @@ impl LakeSession {
             .build_arc()
             .map_err(|e| EngineError::Session(e.to_string()))?;
         runtime.register_object_store(&url_of("memory://"), lake_storage::stores::MEMORY.clone());
-        let mut config = SessionConfig::new()
+        let config = query_config(options.target_partitions)
             .with_default_catalog_and_schema(CATALOG, "curated")
             .with_create_default_catalog_and_schema(false)
             .with_information_schema(true);
-        if let Some(n) = options.target_partitions {
-            config = config.with_target_partitions(n.max(1));
-        }
         let state = SessionStateBuilder::new()
             .with_default_features()
             .with_config(config)
@@ -121,6 +118,16 @@ impl LakeSession {
             .with_allow_statements(false);
         self.ctx.sql_with_options(sql, options).await
     }
+}
+
+/// The query settings of every lake session (the TPC-H benchmark gives
+/// plain DataFusion the same ones, to measure what Delta adds).
+pub fn query_config(target_partitions: Option<usize>) -> SessionConfig {
+    let mut config = SessionConfig::new();
+    if let Some(n) = target_partitions {
+        config = config.with_target_partitions(n.max(1));
+    }
+    config
 }
 
 fn url_of(s: &str) -> url::Url {

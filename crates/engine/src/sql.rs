@@ -1,7 +1,7 @@
 //! SQL typed by people (`lake sql`, `lake show`) over a lake session:
 //! statement splitting, Delta time travel (`VERSION AS OF`, `TIMESTAMP AS
 //! OF`), `DESCRIBE HISTORY`, writes to Delta tables (`CREATE TABLE ... AS`,
-//! `CREATE TABLE` with columns, `INSERT`, `DELETE`), and errors that
+//! `CREATE TABLE` with columns, `INSERT`, `UPDATE`, `DELETE`), and errors that
 //! suggest the closest table or column name.
 //!
 //! Time travel is a rewrite of the statement's text: `orders VERSION AS OF
@@ -17,14 +17,19 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::prelude::DataFrame;
 use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
+use datafusion::common::TableReference;
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{LogicalPlan, WriteOp};
 use datafusion::sql::sqlparser::ast::{
-    FromTable, ObjectName, ObjectNamePart, Statement, TableFactor,
+    AssignmentTarget, FromTable, ObjectName, ObjectNamePart, Statement, TableFactor,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Word};
 use futures::TryStreamExt;
-use lake_storage::{SchemaChange, TableDelete, TableVersion, TableWrite, WriteMode, ZONES};
+use lake_storage::{
+    SchemaChange, TableDelete, TableUpdate, TableVersion, TableWrite, WriteMode, ZONES,
+};
 use serde_json::json;
 
 use crate::error::{EngineError, Result};
@@ -210,8 +215,8 @@ pub fn parse_instant(text: &str) -> Result<chrono::DateTime<chrono::Utc>> {
     )))
 }
 
-/// `zone.name` of a SQL object name (one part: the `curated` zone).
-fn zone_and_name(name: &ObjectName) -> Result<(String, String)> {
+/// `zone.name` of a SQL object name (one part: the `default_zone`).
+fn zone_and_name(name: &ObjectName, default_zone: &str) -> Result<(String, String)> {
     let parts: Vec<String> = name
         .0
         .iter()
@@ -222,7 +227,7 @@ fn zone_and_name(name: &ObjectName) -> Result<(String, String)> {
         })
         .collect();
     let (zone, table) = match parts.as_slice() {
-        [table] => ("curated".to_string(), table.clone()),
+        [table] => (default_zone.to_string(), table.clone()),
         [zone, table] => (zone.clone(), table.clone()),
         [catalog, zone, table] if catalog == lake_storage::CATALOG => (zone.clone(), table.clone()),
         _ => {
@@ -241,17 +246,28 @@ fn zone_and_name(name: &ObjectName) -> Result<(String, String)> {
     Ok((zone, table))
 }
 
-/// [`zone_and_name`] of `zone.name` as typed after `\\d` or `DESCRIBE
-/// HISTORY`.
-fn zone_and_name_of(text: &str) -> Result<(String, String)> {
-    let parts: Vec<datafusion::sql::sqlparser::ast::Ident> = text
-        .split('.')
-        .map(datafusion::sql::sqlparser::ast::Ident::new)
-        .collect();
-    zone_and_name(&ObjectName::from(parts))
-}
-
 impl LakeSession {
+    /// The zone of one-part names: `curated`, or what `SET
+    /// datafusion.catalog.default_schema` made it.
+    fn default_zone(&self) -> String {
+        self.context()
+            .state()
+            .config_options()
+            .catalog
+            .default_schema
+            .clone()
+    }
+
+    /// [`zone_and_name`] of `zone.name` as typed after `\\d` or `DESCRIBE
+    /// HISTORY`.
+    fn zone_and_name_of(&self, text: &str) -> Result<(String, String)> {
+        let parts: Vec<datafusion::sql::sqlparser::ast::Ident> = text
+            .split('.')
+            .map(datafusion::sql::sqlparser::ast::Ident::new)
+            .collect();
+        zone_and_name(&ObjectName::from(parts), &self.default_zone())
+    }
+
     /// Runs one statement (no trailing `;` needed). Writes are Delta
     /// commits; queries come back as a DataFrame to stream.
     pub async fn execute_sql(&self, statement: &str) -> Result<Executed> {
@@ -286,7 +302,7 @@ impl LakeSession {
         if let DfStatement::Statement(inner) = &parsed {
             match inner.as_ref() {
                 Statement::CreateTable(create) if !create.external => {
-                    let (zone, name) = zone_and_name(&create.name)?;
+                    let (zone, name) = zone_and_name(&create.name, &self.default_zone())?;
                     let query = match &create.query {
                         Some(q) => q.to_string(),
                         None if !create.columns.is_empty() => {
@@ -311,12 +327,8 @@ impl LakeSession {
                         )
                         .await;
                 }
-                Statement::Delete(delete) => return self.delete(delete).await,
-                Statement::Update { .. } => {
-                    return Err(query_error(
-                        "UPDATE is not supported yet; DELETE the rows and INSERT them again, or write a model",
-                    ));
-                }
+                Statement::Delete(delete) => return self.delete(delete, trimmed).await,
+                Statement::Update(update) => return self.update(update, trimmed).await,
                 _ => {}
             }
         }
@@ -326,6 +338,12 @@ impl LakeSession {
             .statement_to_plan(parsed)
             .await
             .map_err(|e| EngineError::datafusion("planning", e))?;
+        if let LogicalPlan::Dml(dml) = &plan
+            && let WriteOp::Insert(op) = dml.op
+            && let Some((zone, name)) = self.delta_target(&dml.table_name).await?
+        {
+            return self.insert(&zone, &name, op, &dml.input, trimmed).await;
+        }
         let df = self
             .context()
             .execute_logical_plan(plan)
@@ -378,7 +396,11 @@ impl LakeSession {
         )))
     }
 
-    async fn delete(&self, delete: &datafusion::sql::sqlparser::ast::Delete) -> Result<Executed> {
+    async fn delete(
+        &self,
+        delete: &datafusion::sql::sqlparser::ast::Delete,
+        statement: &str,
+    ) -> Result<Executed> {
         let tables = match &delete.from {
             FromTable::WithFromKeyword(t) | FromTable::WithoutKeyword(t) => t,
         };
@@ -391,13 +413,9 @@ impl LakeSession {
         let TableFactor::Table { name, .. } = &table.relation else {
             return Err(query_error("DELETE FROM takes a table name"));
         };
-        let (zone, name) = zone_and_name(name)?;
-        if self.root().views().get(&zone, &name).await?.is_some() {
-            return Err(query_error(format!(
-                "{zone}.{name} is a view; DELETE works on Delta tables"
-            )));
-        }
-        let mut op = TableDelete::new(self.root().clone(), &zone, &name, self.state());
+        let (zone, name) = self.writable_table(name, "DELETE").await?;
+        let mut op = TableDelete::new(self.root().clone(), &zone, &name, self.state())
+            .with_metadata("lake.statement", json!(statement));
         if let Some(predicate) = &delete.selection {
             op = op.with_predicate(predicate.to_string());
         }
@@ -412,9 +430,114 @@ impl LakeSession {
         )))
     }
 
+    /// `zone.name` of a Delta table that a DELETE or UPDATE changes.
+    async fn writable_table(&self, name: &ObjectName, verb: &str) -> Result<(String, String)> {
+        let (zone, name) = zone_and_name(name, &self.default_zone())?;
+        if self.root().views().get(&zone, &name).await?.is_some() {
+            return Err(query_error(format!(
+                "{zone}.{name} is a view; {verb} works on Delta tables"
+            )));
+        }
+        Ok((zone, name))
+    }
+
+    async fn update(
+        &self,
+        update: &datafusion::sql::sqlparser::ast::Update,
+        statement: &str,
+    ) -> Result<Executed> {
+        if !update.table.joins.is_empty() || update.from.is_some() {
+            return Err(query_error("UPDATE with joins or FROM is not supported; use a MERGE in a model"));
+        }
+        if update.returning.is_some() || update.limit.is_some() || !update.order_by.is_empty() {
+            return Err(query_error("UPDATE takes SET and WHERE only (no RETURNING, ORDER BY or LIMIT)"));
+        }
+        let TableFactor::Table { name, .. } = &update.table.relation else {
+            return Err(query_error("UPDATE takes a table name"));
+        };
+        let (zone, name) = self.writable_table(name, "UPDATE").await?;
+        let mut op = TableUpdate::new(self.root().clone(), &zone, &name, self.state())
+            .with_metadata("lake.statement", json!(statement));
+        for assignment in &update.assignments {
+            let AssignmentTarget::ColumnName(column) = &assignment.target else {
+                return Err(query_error(format!(
+                    "UPDATE sets one column at a time: {assignment}"
+                )));
+            };
+            let column = match column.0.last() {
+                Some(ObjectNamePart::Identifier(id)) if id.quote_style.is_some() => id.value.clone(),
+                Some(ObjectNamePart::Identifier(id)) => id.value.to_ascii_lowercase(),
+                _ => return Err(query_error(format!("not a column: {column}"))),
+            };
+            op = op.with_assignment(column, assignment.value.to_string());
+        }
+        if let Some(predicate) = &update.selection {
+            op = op.with_predicate(predicate.to_string());
+        }
+        let outcome = op.await?;
+        self.catalog().note_written(&zone, &name);
+        Ok(Executed::Done(format!(
+            "updated {} rows in {zone}.{name} (version {})",
+            outcome.rows_updated.unwrap_or(0),
+            outcome.version
+        )))
+    }
+
+    /// `zone.name` when an INSERT's target is a Delta table of the lake
+    /// (not a view or a session's external table).
+    async fn delta_target(&self, table: &TableReference) -> Result<Option<(String, String)>> {
+        let state = self.context().state();
+        let catalog = &state.config_options().catalog;
+        let resolved = table
+            .clone()
+            .resolve(&catalog.default_catalog, &catalog.default_schema);
+        if resolved.catalog.as_ref() != lake_storage::CATALOG
+            || !ZONES.contains(&resolved.schema.as_ref())
+            || !self.root().has_table(&resolved.schema, &resolved.table).await?
+        {
+            return Ok(None);
+        }
+        Ok(Some((resolved.schema.to_string(), resolved.table.to_string())))
+    }
+
+    /// INSERT into a Delta table: DataFusion planned the rows (columns in
+    /// the table's order, cast, NULL for those not listed); they are
+    /// appended (or replace the table's rows for INSERT OVERWRITE) in one
+    /// commit that records the statement.
+    async fn insert(
+        &self,
+        zone: &str,
+        name: &str,
+        op: InsertOp,
+        rows: &LogicalPlan,
+        statement: &str,
+    ) -> Result<Executed> {
+        let mode = match op {
+            InsertOp::Append => WriteMode::Append,
+            InsertOp::Overwrite | InsertOp::Replace => WriteMode::Overwrite,
+        };
+        let outcome = TableWrite::new(
+            self.root().clone(),
+            zone,
+            name,
+            rows.clone(),
+            self.state(),
+        )
+        .with_mode(mode)
+        .with_schema_change(SchemaChange::Keep)
+        .with_metadata("lake.statement", json!(statement))
+        .await?;
+        self.catalog().note_written(zone, name);
+        Ok(Executed::Done(format!(
+            "inserted {} rows into {zone}.{name} (version {})",
+            outcome.rows_written.unwrap_or(0),
+            outcome.version
+        )))
+    }
+
     /// `DESCRIBE HISTORY zone.name`: one row per commit, newest first.
     async fn describe_history(&self, table: &str) -> Result<Executed> {
-        let (zone, name) = zone_and_name_of(table)?;
+        let (zone, name) = self.zone_and_name_of(table)?;
         let Some(delta) = self.root().load_table(&zone, &name).await? else {
             return Err(query_error(format!(
                 "{zone}.{name} is not a Delta table (a view, or not built yet)"
@@ -495,7 +618,7 @@ impl LakeSession {
         &self,
         name: &str,
     ) -> Result<(DataFrame, Vec<(String, String)>)> {
-        let (zone, table) = zone_and_name_of(name)?;
+        let (zone, table) = self.zone_and_name_of(name)?;
         let df = match self.context().table(format!("{zone}.{table}")).await {
             Ok(df) => df,
             Err(e) => {

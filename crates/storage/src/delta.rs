@@ -380,14 +380,7 @@ impl TableDelete {
 
     async fn run(self) -> Result<CommitOutcome> {
         let label = format!("{}.{}", self.zone, self.name);
-        let table = self
-            .root
-            .load_table(&self.zone, &self.name)
-            .await?
-            .ok_or_else(|| StorageError::NoTable {
-                table: label.clone(),
-                hint: String::new(),
-            })?;
+        let table = existing_table(&self.root, &self.zone, &self.name).await?;
         let session: Arc<dyn Session> = self.session.clone();
         let mut delete = table
             .delete()
@@ -407,6 +400,91 @@ impl TableDelete {
 }
 
 impl IntoFuture for TableDelete {
+    type Output = Result<CommitOutcome>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
+    }
+}
+
+/// The current version of a table that must exist.
+async fn existing_table(root: &LakeRoot, zone: &str, name: &str) -> Result<DeltaTable> {
+    root.load_table(zone, name)
+        .await?
+        .ok_or_else(|| StorageError::NoTable {
+            table: format!("{zone}.{name}"),
+            hint: String::new(),
+        })
+}
+
+/// Sets columns to SQL expressions in the rows of `zone.name` that match a
+/// predicate (all rows without one), in one commit.
+pub struct TableUpdate {
+    root: Arc<LakeRoot>,
+    zone: String,
+    name: String,
+    predicate: Option<String>,
+    assignments: Vec<(String, String)>,
+    session: Arc<SessionState>,
+    metadata: Vec<(String, Json)>,
+}
+
+impl TableUpdate {
+    pub fn new(root: Arc<LakeRoot>, zone: &str, name: &str, session: Arc<SessionState>) -> Self {
+        TableUpdate {
+            root,
+            zone: zone.to_string(),
+            name: name.to_string(),
+            predicate: None,
+            assignments: Vec::new(),
+            session,
+            metadata: Vec::new(),
+        }
+    }
+
+    /// A SQL condition over the table's columns.
+    pub fn with_predicate(mut self, predicate: impl Into<String>) -> Self {
+        self.predicate = Some(predicate.into());
+        self
+    }
+
+    /// `column = expression`, the expression in SQL over the old row.
+    pub fn with_assignment(mut self, column: impl Into<String>, expr: impl Into<String>) -> Self {
+        self.assignments.push((column.into(), expr.into()));
+        self
+    }
+
+    pub fn with_metadata(mut self, key: &str, value: Json) -> Self {
+        self.metadata.push((key.to_string(), value));
+        self
+    }
+
+    async fn run(self) -> Result<CommitOutcome> {
+        let label = format!("{}.{}", self.zone, self.name);
+        let table = existing_table(&self.root, &self.zone, &self.name).await?;
+        let session: Arc<dyn Session> = self.session.clone();
+        let mut update = table
+            .update()
+            .with_session_state(session)
+            .with_commit_properties(commit_properties(&self.metadata));
+        for (column, expr) in self.assignments {
+            update = update.with_update(column, expr);
+        }
+        if let Some(p) = self.predicate {
+            update = update.with_predicate(p);
+        }
+        let (table, metrics) = update.await.map_err(|e| StorageError::delta(&label, e))?;
+        Ok(CommitOutcome {
+            version: table.version().unwrap_or_default(),
+            rows_written: None,
+            rows_updated: Some(metrics.num_updated_rows as u64),
+            rows_deleted: None,
+        })
+    }
+}
+
+impl IntoFuture for TableUpdate {
     type Output = Result<CommitOutcome>;
     type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
 

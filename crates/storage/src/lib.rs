@@ -14,7 +14,8 @@ mod views;
 
 pub use catalog::{CATALOG, LakeCatalog, ZoneSchema};
 pub use delta::{
-    CommitOutcome, SchemaChange, TableDelete, TableMerge, TableWrite, WriteMode, delta_compatible,
+    CommitOutcome, SchemaChange, TableDelete, TableMerge, TableUpdate, TableWrite, WriteMode,
+    delta_compatible,
     quote_ident, stored_type,
 };
 pub use error::{Result, StorageError};

@@ -1,0 +1,425 @@
+//! TPC-H, three ways in one run: lake (Delta tables in the `raw` zone,
+//! through `lake sql`'s statement path), plain DataFusion over the very
+//! Parquet files behind those Delta tables (the floor for lake's overhead;
+//! once with lake's session settings, once with DataFusion's defaults), and
+//! DuckDB over the same files (`benches/tpch_duckdb.py`, with the query texts
+//! from DuckDB's `tpch` extension, so every engine runs the same SQL).
+//! Lake's answers are checked against DuckDB's before anything is timed.
+//!
+//! The data is made by the `tpchgen` crates and loaded with
+//! `CREATE TABLE raw.<table> AS SELECT * FROM '<generated>.parquet'`, once
+//! per scale factor, under `target/tpch/sf<SF>` (kept between runs).
+//!
+//! `cargo bench --bench tpch`; knobs: `LAKE_TPCH_SF` (1), `LAKE_TPCH_RUNS`
+//! (5, after one warm-up), `LAKE_TPCH_QUERIES` (1..22), `LAKE_TPCH_DIR`,
+//! `LAKE_TPCH_THREADS` (the number of cores, for every engine).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+use lake_engine::{Executed, LakeSession, SessionOptions};
+use lake_storage::LakeRoot;
+use serde_json::Value as Json;
+use tpchgen::generators::{
+    CustomerGenerator, LineItemGenerator, NationGenerator, OrderGenerator, PartGenerator,
+    PartSuppGenerator, RegionGenerator, SupplierGenerator,
+};
+use tpchgen_arrow::{
+    CustomerArrow, LineItemArrow, NationArrow, OrderArrow, PartArrow, PartSuppArrow, RegionArrow,
+    SupplierArrow,
+};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const TABLES: [&str; 8] = [
+    "nation", "region", "part", "supplier", "partsupp", "customer", "orders", "lineitem",
+];
+
+type Batches = Box<dyn Iterator<Item = Result<RecordBatch, datafusion::arrow::error::ArrowError>>>;
+
+fn generator(table: &str, sf: f64) -> Batches {
+    match table {
+        "nation" => Box::new(NationArrow::new(NationGenerator::new(sf, 1, 1))),
+        "region" => Box::new(RegionArrow::new(RegionGenerator::new(sf, 1, 1))),
+        "part" => Box::new(PartArrow::new(PartGenerator::new(sf, 1, 1))),
+        "supplier" => Box::new(SupplierArrow::new(SupplierGenerator::new(sf, 1, 1))),
+        "partsupp" => Box::new(PartSuppArrow::new(PartSuppGenerator::new(sf, 1, 1))),
+        "customer" => Box::new(CustomerArrow::new(CustomerGenerator::new(sf, 1, 1))),
+        "orders" => Box::new(OrderArrow::new(OrderGenerator::new(sf, 1, 1))),
+        "lineitem" => Box::new(LineItemArrow::new(LineItemGenerator::new(sf, 1, 1))),
+        other => unreachable!("not a TPC-H table: {other}"),
+    }
+}
+
+/// Writes one generated table to a Parquet file.
+fn generate(table: &str, sf: f64, path: &Path) {
+    let mut batches = generator(table, sf).peekable();
+    let first = batches.peek().expect("every table has rows").as_ref().unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = ArrowWriter::try_new(file, first.schema(), None).unwrap();
+    for batch in batches {
+        writer.write(&batch.unwrap()).unwrap();
+    }
+    writer.close().unwrap();
+}
+
+/// Makes the Delta tables of `raw` from generated Parquet files, through
+/// the SQL a person would type in `lake sql`.
+async fn load(root: &Arc<LakeRoot>, dir: &Path, sf: f64) {
+    let staging = dir.join("generated");
+    std::fs::create_dir_all(&staging).unwrap();
+    let options = SessionOptions {
+        url_tables: true,
+        ..SessionOptions::default()
+    };
+    let session = LakeSession::open(root.clone(), &options).await.unwrap();
+    for table in TABLES {
+        if root.has_table("raw", table).await.unwrap() {
+            continue;
+        }
+        let started = Instant::now();
+        let file = staging.join(format!("{table}.parquet"));
+        generate(table, sf, &file);
+        let sql = format!(
+            "CREATE TABLE raw.{table} AS SELECT * FROM '{}'",
+            file.display()
+        );
+        session.execute_sql(&sql).await.unwrap();
+        std::fs::remove_file(&file).unwrap();
+        eprintln!(
+            "loaded raw.{table} in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+}
+
+/// The Parquet files of each table's current Delta version.
+async fn data_files(root: &LakeRoot) -> BTreeMap<String, Vec<String>> {
+    let mut files = BTreeMap::new();
+    for table in TABLES {
+        let delta = root.load_table("raw", table).await.unwrap().unwrap();
+        let uris: Vec<String> = delta
+            .get_file_uris()
+            .unwrap()
+            .map(|u| u.trim_start_matches("file://").to_string())
+            .collect();
+        files.insert(table.to_string(), uris);
+    }
+    files
+}
+
+/// DuckDB's run: query texts, times and answers.
+struct DuckDb {
+    version: String,
+    texts: BTreeMap<usize, String>,
+    times: BTreeMap<usize, Duration>,
+    answers: BTreeMap<usize, Vec<Vec<Option<String>>>>,
+}
+
+fn run_duckdb(
+    venv: &Path,
+    files: &BTreeMap<String, Vec<String>>,
+    queries: &[usize],
+    runs: usize,
+    threads: usize,
+) -> DuckDb {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/tpch_duckdb.py");
+    let request = serde_json::json!({
+        "files": files, "runs": runs, "threads": threads, "queries": queries,
+    });
+    let mut child = Command::new(venv.join("bin/python"))
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python from the bench venv");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{} failed", script.display());
+    let json: Json = serde_json::from_slice(&out.stdout).unwrap();
+    let per_query = |key: &str| -> BTreeMap<usize, &Json> {
+        json[key]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.parse().unwrap(), v))
+            .collect()
+    };
+    DuckDb {
+        version: json["version"].as_str().unwrap_or("?").to_string(),
+        texts: per_query("queries")
+            .into_iter()
+            .map(|(q, v)| (q, v.as_str().unwrap().to_string()))
+            .collect(),
+        times: per_query("times")
+            .into_iter()
+            .map(|(q, v)| {
+                let mut t: Vec<f64> = v
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_f64().unwrap())
+                    .collect();
+                (q, Duration::from_secs_f64(median_f64(&mut t)))
+            })
+            .collect(),
+        answers: per_query("answers")
+            .into_iter()
+            .map(|(q, v)| {
+                let rows = v.as_array().unwrap().iter().map(|row| {
+                    row.as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|c| c.as_str().map(str::to_string))
+                        .collect()
+                });
+                (q, rows.collect())
+            })
+            .collect(),
+    }
+}
+
+fn median_f64(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// One engine of the Rust side.
+enum Engine {
+    Lake(LakeSession),
+    DataFusion(SessionContext),
+}
+
+impl Engine {
+    async fn run(&self, sql: &str) -> Vec<RecordBatch> {
+        let result = match self {
+            Engine::Lake(session) => match session.execute_sql(sql).await {
+                Ok(Executed::Rows(df)) => df.collect().await.map_err(|e| e.to_string()),
+                Ok(Executed::Done(message)) => panic!("a query answered {message}"),
+                Err(e) => Err(e.to_string()),
+            },
+            Engine::DataFusion(ctx) => match ctx.sql(sql).await {
+                Ok(df) => df.collect().await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            },
+        };
+        result.unwrap_or_else(|e| panic!("{e}\n{sql}"))
+    }
+}
+
+/// A plain DataFusion session reading the given Parquet files.
+async fn datafusion_over(config: SessionConfig, files: &BTreeMap<String, Vec<String>>) -> Engine {
+    let ctx = SessionContext::new_with_config(config);
+    for (table, paths) in files {
+        let df = ctx
+            .read_parquet(paths.clone(), ParquetReadOptions::default())
+            .await
+            .unwrap();
+        ctx.register_table(table.as_str(), df.into_view()).unwrap();
+    }
+    Engine::DataFusion(ctx)
+}
+
+fn rows_of(batches: &[RecordBatch]) -> Vec<Vec<Option<String>>> {
+    let options = FormatOptions::default();
+    let mut rows = Vec::new();
+    for batch in batches {
+        let formatters: Vec<_> = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap())
+            .collect();
+        for i in 0..batch.num_rows() {
+            rows.push(
+                formatters
+                    .iter()
+                    .zip(batch.columns())
+                    .map(|(f, c)| (!c.is_null(i)).then(|| f.value(i).to_string()))
+                    .collect(),
+            );
+        }
+    }
+    rows
+}
+
+/// Equal cells: the same text, or numbers within rounding (DataFusion keeps
+/// `avg` of a decimal as a decimal, DuckDB makes it a double).
+fn same_cell(a: &Option<String>, b: &Option<String>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) if a != b => match (a.parse::<f64>(), b.parse::<f64>()) {
+            (Ok(x), Ok(y)) => (x - y).abs() <= 1e-6 * x.abs().max(y.abs()).max(1.0),
+            _ => false,
+        },
+        (a, b) => a == b,
+    }
+}
+
+fn same_rows(a: &[Vec<Option<String>>], b: &[Vec<Option<String>>]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            x.len() == y.len() && x.iter().zip(y).all(|(c, d)| same_cell(c, d))
+        })
+}
+
+/// Compares answers in order, then as multisets (ties in ORDER BY may come
+/// out in any order).
+fn check_answer(query: usize, engine: &str, got: &[Vec<Option<String>>], want: &[Vec<Option<String>>]) {
+    if same_rows(got, want) {
+        return;
+    }
+    let sorted = |rows: &[Vec<Option<String>>]| {
+        let mut rows = rows.to_vec();
+        rows.sort();
+        rows
+    };
+    assert!(
+        same_rows(&sorted(got), &sorted(want)),
+        "Q{query}: {engine}'s answer differs from DuckDB's\n{engine}: {:?}\nduckdb: {:?}",
+        &got[..got.len().min(5)],
+        &want[..want.len().min(5)],
+    );
+}
+
+fn main() {
+    let sf: f64 = std::env::var("LAKE_TPCH_SF")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1.0);
+    let runs = common::env_usize("LAKE_TPCH_RUNS", 5).max(1);
+    let threads = common::env_usize(
+        "LAKE_TPCH_THREADS",
+        std::thread::available_parallelism().map_or(2, |n| n.get()),
+    );
+    let queries = common::env_usize_list("LAKE_TPCH_QUERIES", &(1..=22).collect::<Vec<_>>());
+    let dir = std::env::var_os("LAKE_TPCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/tpch/sf{sf}"))
+        });
+    let Some(venv) = common::peer_venv() else {
+        eprintln!("no peers' venv: run benches/setup-peers.sh (or set LAKE_BENCH_VENV)");
+        std::process::exit(1);
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let root = Arc::new(LakeRoot::open(&dir.join("lake").to_string_lossy(), &dir, Default::default()).unwrap());
+        load(&root, &dir, sf).await;
+        let files = data_files(&root).await;
+
+        eprintln!("running DuckDB ...");
+        let duck = run_duckdb(&venv, &files, &queries, runs, threads);
+
+        let options = SessionOptions {
+            target_partitions: Some(threads),
+            ..SessionOptions::default()
+        };
+        let lake = LakeSession::open(root.clone(), &options).await.unwrap();
+        lake.execute_sql("SET datafusion.catalog.default_schema = 'raw'")
+            .await
+            .unwrap();
+        let tuned = lake_engine::query_config(Some(threads));
+        let engines = [
+            ("lake", Engine::Lake(lake)),
+            ("datafusion", datafusion_over(tuned, &files).await),
+            (
+                "datafusion-defaults",
+                datafusion_over(SessionConfig::new().with_target_partitions(threads), &files).await,
+            ),
+        ];
+
+        // Warm-up round, which also checks every answer.
+        for &q in &queries {
+            let sql = &duck.texts[&q];
+            for (name, engine) in &engines {
+                let got = rows_of(&engine.run(sql).await);
+                check_answer(q, name, &got, &duck.answers[&q]);
+            }
+        }
+        eprintln!("answers of {} queries equal DuckDB's", queries.len());
+
+        // Rounds interleave the engines query by query, so that a noisy
+        // neighbour hurts them alike.
+        let mut times: Vec<BTreeMap<usize, Vec<f64>>> = vec![BTreeMap::new(); engines.len()];
+        for _ in 0..runs {
+            for &q in &queries {
+                for (i, (_, engine)) in engines.iter().enumerate() {
+                    let started = Instant::now();
+                    engine.run(&duck.texts[&q]).await;
+                    times[i].entry(q).or_default().push(started.elapsed().as_secs_f64());
+                }
+            }
+        }
+        let medians: Vec<BTreeMap<usize, f64>> = times
+            .into_iter()
+            .map(|per_query| {
+                per_query
+                    .into_iter()
+                    .map(|(q, mut t)| (q, median_f64(&mut t)))
+                    .collect()
+            })
+            .collect();
+
+        println!(
+            "TPC-H SF{sf}, {threads} threads, median of {runs} runs after a warm-up; DuckDB {}\n",
+            duck.version
+        );
+        println!("| query | lake (Delta) | DataFusion, lake's settings (Parquet) | DataFusion defaults (Parquet) | DuckDB (Parquet) | lake / DataFusion | lake / DuckDB |");
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+        let mut totals = [0.0f64; 4];
+        for &q in &queries {
+            let row = [
+                medians[0][&q],
+                medians[1][&q],
+                medians[2][&q],
+                duck.times[&q].as_secs_f64(),
+            ];
+            for (t, x) in totals.iter_mut().zip(row) {
+                *t += x;
+            }
+            println!(
+                "| Q{q} | {:.3} | {:.3} | {:.3} | {:.3} | {:.2} | {:.2} |",
+                row[0],
+                row[1],
+                row[2],
+                row[3],
+                row[0] / row[1],
+                row[0] / row[3]
+            );
+        }
+        println!(
+            "| **total** | **{:.2}** | **{:.2}** | **{:.2}** | **{:.2}** | **{:.2}** | **{:.2}** |",
+            totals[0],
+            totals[1],
+            totals[2],
+            totals[3],
+            totals[0] / totals[1],
+            totals[0] / totals[3]
+        );
+        println!(
+            "\nDelta overhead over plain Parquet: {:+.1}%; lake / DuckDB: {:.2}x; DataFusion defaults / DuckDB: {:.2}x",
+            (totals[0] / totals[1] - 1.0) * 100.0,
+            totals[0] / totals[3],
+            totals[2] / totals[3]
+        );
+    });
+}
