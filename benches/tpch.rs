@@ -65,7 +65,11 @@ fn generator(table: &str, sf: f64) -> Batches {
 /// Writes one generated table to a Parquet file.
 fn generate(table: &str, sf: f64, path: &Path) {
     let mut batches = generator(table, sf).peekable();
-    let first = batches.peek().expect("every table has rows").as_ref().unwrap();
+    let first = batches
+        .peek()
+        .expect("every table has rows")
+        .as_ref()
+        .unwrap();
     let file = std::fs::File::create(path).unwrap();
     let mut writer = ArrowWriter::try_new(file, first.schema(), None).unwrap();
     for batch in batches {
@@ -272,14 +276,19 @@ fn same_cell(a: &Option<String>, b: &Option<String>) -> bool {
 
 fn same_rows(a: &[Vec<Option<String>>], b: &[Vec<Option<String>>]) -> bool {
     a.len() == b.len()
-        && a.iter().zip(b).all(|(x, y)| {
-            x.len() == y.len() && x.iter().zip(y).all(|(c, d)| same_cell(c, d))
-        })
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.len() == y.len() && x.iter().zip(y).all(|(c, d)| same_cell(c, d)))
 }
 
 /// Compares answers in order, then as multisets (ties in ORDER BY may come
 /// out in any order).
-fn check_answer(query: usize, engine: &str, got: &[Vec<Option<String>>], want: &[Vec<Option<String>>]) {
+fn check_answer(
+    query: usize,
+    engine: &str,
+    got: &[Vec<Option<String>>],
+    want: &[Vec<Option<String>>],
+) {
     if same_rows(got, want) {
         return;
     }

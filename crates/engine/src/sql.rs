@@ -15,11 +15,11 @@ use datafusion::arrow::array::{
     ArrayRef, RecordBatch, StringArray, TimestampMillisecondArray, UInt64Array,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use datafusion::prelude::DataFrame;
-use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
 use datafusion::common::TableReference;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{LogicalPlan, WriteOp};
+use datafusion::prelude::DataFrame;
+use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{
     AssignmentTarget, FromTable, ObjectName, ObjectNamePart, Statement, TableFactor,
 };
@@ -447,10 +447,14 @@ impl LakeSession {
         statement: &str,
     ) -> Result<Executed> {
         if !update.table.joins.is_empty() || update.from.is_some() {
-            return Err(query_error("UPDATE with joins or FROM is not supported; use a MERGE in a model"));
+            return Err(query_error(
+                "UPDATE with joins or FROM is not supported; use a MERGE in a model",
+            ));
         }
         if update.returning.is_some() || update.limit.is_some() || !update.order_by.is_empty() {
-            return Err(query_error("UPDATE takes SET and WHERE only (no RETURNING, ORDER BY or LIMIT)"));
+            return Err(query_error(
+                "UPDATE takes SET and WHERE only (no RETURNING, ORDER BY or LIMIT)",
+            ));
         }
         let TableFactor::Table { name, .. } = &update.table.relation else {
             return Err(query_error("UPDATE takes a table name"));
@@ -465,7 +469,9 @@ impl LakeSession {
                 )));
             };
             let column = match column.0.last() {
-                Some(ObjectNamePart::Identifier(id)) if id.quote_style.is_some() => id.value.clone(),
+                Some(ObjectNamePart::Identifier(id)) if id.quote_style.is_some() => {
+                    id.value.clone()
+                }
                 Some(ObjectNamePart::Identifier(id)) => id.value.to_ascii_lowercase(),
                 _ => return Err(query_error(format!("not a column: {column}"))),
             };
@@ -493,11 +499,17 @@ impl LakeSession {
             .resolve(&catalog.default_catalog, &catalog.default_schema);
         if resolved.catalog.as_ref() != lake_storage::CATALOG
             || !ZONES.contains(&resolved.schema.as_ref())
-            || !self.root().has_table(&resolved.schema, &resolved.table).await?
+            || !self
+                .root()
+                .has_table(&resolved.schema, &resolved.table)
+                .await?
         {
             return Ok(None);
         }
-        Ok(Some((resolved.schema.to_string(), resolved.table.to_string())))
+        Ok(Some((
+            resolved.schema.to_string(),
+            resolved.table.to_string(),
+        )))
     }
 
     /// INSERT into a Delta table: DataFusion planned the rows (columns in
@@ -516,17 +528,11 @@ impl LakeSession {
             InsertOp::Append => WriteMode::Append,
             InsertOp::Overwrite | InsertOp::Replace => WriteMode::Overwrite,
         };
-        let outcome = TableWrite::new(
-            self.root().clone(),
-            zone,
-            name,
-            rows.clone(),
-            self.state(),
-        )
-        .with_mode(mode)
-        .with_schema_change(SchemaChange::Keep)
-        .with_metadata("lake.statement", json!(statement))
-        .await?;
+        let outcome = TableWrite::new(self.root().clone(), zone, name, rows.clone(), self.state())
+            .with_mode(mode)
+            .with_schema_change(SchemaChange::Keep)
+            .with_metadata("lake.statement", json!(statement))
+            .await?;
         self.catalog().note_written(zone, name);
         Ok(Executed::Done(format!(
             "inserted {} rows into {zone}.{name} (version {})",

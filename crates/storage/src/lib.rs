@@ -9,14 +9,14 @@ mod catalog;
 mod delta;
 mod error;
 mod root;
+mod scan_stats;
 pub mod stores;
 mod views;
 
 pub use catalog::{CATALOG, LakeCatalog, ZoneSchema};
 pub use delta::{
     CommitOutcome, SchemaChange, TableDelete, TableMerge, TableUpdate, TableWrite, WriteMode,
-    delta_compatible,
-    quote_ident, stored_type,
+    delta_compatible, quote_ident, stored_type,
 };
 pub use error::{Result, StorageError};
 pub use root::{LakeRoot, TableVersion, ZONES, check_name, check_zone};

@@ -230,6 +230,38 @@ impl LakeRoot {
         self.has_log(&self.path(&[zone, name])).await
     }
 
+    /// Whether `version` is still the newest commit of `zone.name`: one
+    /// listing of the log from that version's entry on. A missing entry (the
+    /// table was dropped and made again) also answers no.
+    pub async fn is_latest_version(&self, zone: &str, name: &str, version: u64) -> Result<bool> {
+        let log = self.path(&[zone, name]).join("_delta_log");
+        // Just before "<version>.json", so the listing starts with it.
+        let offset = log.clone().join(format!("{version:020}.jso"));
+        let mut listing = self.store.list_with_offset(Some(&log), &offset);
+        let mut found = false;
+        while let Some(entry) =
+            listing
+                .try_next()
+                .await
+                .map_err(|source| StorageError::ObjectStore {
+                    location: log.to_string(),
+                    source,
+                })?
+        {
+            let commit = entry
+                .location
+                .filename()
+                .and_then(|f| f.strip_suffix(".json"))
+                .and_then(|v| v.parse::<u64>().ok());
+            match commit {
+                Some(v) if v == version => found = true,
+                Some(v) if v > version => return Ok(false),
+                _ => {}
+            }
+        }
+        Ok(found)
+    }
+
     /// A folder is a table once it has a log entry: a first write that never
     /// committed leaves a folder without one.
     async fn has_log(&self, table: &Path) -> Result<bool> {

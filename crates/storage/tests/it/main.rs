@@ -331,3 +331,72 @@ async fn cached_providers_are_dropped_when_what_they_read_is_written() {
     write("select 10 as n").await;
     assert!(rows(&ctx, "select s from total").await.contains("| 10 "));
 }
+
+#[tokio::test]
+async fn without_the_build_cache_each_query_sees_other_writers_commits() {
+    let root = memory_root("t6");
+    let (ctx, catalog) = session(&root).await;
+    catalog.cache_providers(false);
+    // Another process: its own catalog and session over the same root.
+    let (writer, _) = session(&root).await;
+    let write = |sql: &'static str, mode: WriteMode| {
+        let root = root.clone();
+        let writer = writer.clone();
+        async move {
+            let plan = writer.sql(sql).await.unwrap().into_unoptimized_plan();
+            TableWrite::new(root, "raw", "numbers", plan, Arc::new(writer.state()))
+                .with_mode(mode)
+                .with_schema_change(SchemaChange::Keep)
+                .await
+                .unwrap()
+        }
+    };
+    write("select 1 as n", WriteMode::Overwrite).await;
+    let count = "select count(*) as c from raw.numbers";
+    assert!(rows(&ctx, count).await.contains("| 1 "));
+    // Unchanged: the provider opened at version 0 answers again.
+    assert!(rows(&ctx, count).await.contains("| 1 "));
+    write("select 2 as n", WriteMode::Append).await;
+    assert!(rows(&ctx, count).await.contains("| 2 "), "a new commit is seen");
+    // A view that takes the name replaces the table for readers.
+    root.views()
+        .put(&ViewDefinition {
+            zone: "raw".into(),
+            name: "numbers".into(),
+            sql: "select 7 as n".into(),
+            written_by: None,
+            written_at: "2026-11-21T00:00:00Z".into(),
+        })
+        .await
+        .unwrap();
+    assert!(rows(&ctx, "select n from raw.numbers").await.contains("| 7 "));
+}
+
+#[tokio::test]
+async fn scans_carry_column_statistics_from_the_delta_log() {
+    let root = memory_root("t7");
+    let (ctx, _catalog) = session(&root).await;
+    let plan = ctx
+        .sql("select * from (values (3, 'c', 1.5), (9, 'z', 2.5), (5, NULL, NULL)) as t(k, s, x)")
+        .await
+        .unwrap()
+        .into_unoptimized_plan();
+    TableWrite::new(root.clone(), "raw", "keys", plan, Arc::new(ctx.state()))
+        .await
+        .unwrap();
+    ctx.sql("set datafusion.explain.show_statistics = true")
+        .await
+        .unwrap();
+    let explain = rows(&ctx, "explain select k, s, x from raw.keys").await;
+    // Numbers get their bounds and null counts; strings, which Delta
+    // truncates, do not.
+    assert!(
+        explain.contains("Min=Inexact(Int64(3)) Max=Inexact(Int64(9)) Null=Inexact(0)"),
+        "{explain}"
+    );
+    assert!(
+        explain.contains("Min=Inexact(Float64(1.5)) Max=Inexact(Float64(2.5))"),
+        "{explain}"
+    );
+    assert!(!explain.contains("Utf8(\"c\")"), "{explain}");
+}
