@@ -357,7 +357,10 @@ async fn without_the_build_cache_each_query_sees_other_writers_commits() {
     // Unchanged: the provider opened at version 0 answers again.
     assert!(rows(&ctx, count).await.contains("| 1 "));
     write("select 2 as n", WriteMode::Append).await;
-    assert!(rows(&ctx, count).await.contains("| 2 "), "a new commit is seen");
+    assert!(
+        rows(&ctx, count).await.contains("| 2 "),
+        "a new commit is seen"
+    );
     // A view that takes the name replaces the table for readers.
     root.views()
         .put(&ViewDefinition {
@@ -369,7 +372,11 @@ async fn without_the_build_cache_each_query_sees_other_writers_commits() {
         })
         .await
         .unwrap();
-    assert!(rows(&ctx, "select n from raw.numbers").await.contains("| 7 "));
+    assert!(
+        rows(&ctx, "select n from raw.numbers")
+            .await
+            .contains("| 7 ")
+    );
 }
 
 #[tokio::test]
