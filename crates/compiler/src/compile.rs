@@ -1273,8 +1273,8 @@ fn columns_of(columns: &[ColumnProperties]) -> IndexMap<String, ColumnInfo> {
                     description: c.description.clone().unwrap_or_default(),
                     data_type: c.data_type.clone(),
                     constraints: c.constraints.clone(),
-                    meta: c.meta.clone(),
-                    tags: c.tags.clone(),
+                    meta: c.effective_meta(),
+                    tags: c.effective_tags(),
                 },
             )
         })

@@ -81,6 +81,11 @@ pub struct ColumnProperties {
     pub meta: Map<String, Json>,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// dbt 1.10's place for a column's `meta` and `tags`
+    /// (`config: {meta: {pii: true}, tags: [pii]}`); merged with the
+    /// top-level ones.
+    #[serde(default)]
+    pub config: Map<String, Json>,
     #[serde(default)]
     pub tests: Vec<Json>,
     #[serde(default)]
@@ -90,6 +95,31 @@ pub struct ColumnProperties {
 impl ColumnProperties {
     pub fn all_tests(&self) -> impl Iterator<Item = &Json> {
         self.tests.iter().chain(&self.data_tests)
+    }
+
+    /// `meta`, with `config.meta` winning on the same key.
+    pub fn effective_meta(&self) -> Map<String, Json> {
+        let mut meta = self.meta.clone();
+        if let Some(Json::Object(more)) = self.config.get("meta") {
+            meta.extend(more.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        meta
+    }
+
+    /// `tags` and `config.tags` (a string or a list), without duplicates.
+    pub fn effective_tags(&self) -> Vec<String> {
+        let mut tags = self.tags.clone();
+        let more: Vec<&str> = match self.config.get("tags") {
+            Some(Json::String(tag)) => vec![tag.as_str()],
+            Some(Json::Array(list)) => list.iter().filter_map(Json::as_str).collect(),
+            _ => Vec::new(),
+        };
+        for tag in more {
+            if !tags.iter().any(|t| t == tag) {
+                tags.push(tag.to_owned());
+            }
+        }
+        tags
     }
 }
 

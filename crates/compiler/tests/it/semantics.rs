@@ -280,3 +280,52 @@ fn manifest_round_trips_and_has_dbt_shape() {
             .all(|id| id.rsplit('.').next().unwrap().len() == 10)
     );
 }
+
+#[test]
+fn column_meta_and_tags_come_from_the_column_and_its_config() {
+    let dir = temp_project(&[
+        ("lake_project.yml", "name: p\n"),
+        ("models/m.sql", "select 1 as a, 2 as b, 3 as c\n"),
+        ("seeds/s.csv", "email\nx@example.com\n"),
+        (
+            "models/schema.yml",
+            "models:\n\
+             \x20 - name: m\n\
+             \x20   columns:\n\
+             \x20     - name: a\n\
+             \x20       meta: {pii: true}\n\
+             \x20     - name: b\n\
+             \x20       tags: [pii]\n\
+             \x20       config: {meta: {owner: x}, tags: [pii, gdpr]}\n\
+             \x20     - name: c\n\
+             \x20       config: {meta: {pii: true}, tags: pii}\n\
+             seeds:\n\
+             \x20 - name: s\n\
+             \x20   columns:\n\
+             \x20     - name: email\n\
+             \x20       config: {meta: {pii: true}}\n\
+             sources:\n\
+             \x20 - name: crm\n\
+             \x20   tables:\n\
+             \x20     - name: people\n\
+             \x20       columns:\n\
+             \x20         - name: phone\n\
+             \x20           config: {tags: [pii]}\n",
+        ),
+    ]);
+    let c = lake_compiler::compile(dir.path(), &CompileOptions::default()).unwrap();
+    let columns = &c.manifest.nodes["model.p.m"].columns;
+    assert_eq!(columns["a"].meta["pii"], true);
+    assert_eq!(columns["b"].tags, ["pii", "gdpr"]);
+    assert_eq!(columns["b"].meta["owner"], "x");
+    assert_eq!(columns["c"].meta["pii"], true);
+    assert_eq!(columns["c"].tags, ["pii"]);
+    assert_eq!(
+        c.manifest.nodes["seed.p.s"].columns["email"].meta["pii"],
+        true
+    );
+    assert_eq!(
+        c.manifest.sources["source.p.crm.people"].columns["phone"].tags,
+        ["pii"]
+    );
+}
