@@ -9,7 +9,7 @@ use datafusion::execution::context::SessionState;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
-use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use deltalake::delta_datafusion::planner::DeltaPlanner;
 use lake_storage::{CATALOG, LakeCatalog, LakeRoot};
 
@@ -112,11 +112,9 @@ impl LakeSession {
     /// Plans a model's query: a `SELECT` (or `WITH ... SELECT`), never DDL
     /// or DML, whatever its SQL says.
     pub async fn plan_query(&self, sql: &str) -> datafusion::error::Result<DataFrame> {
-        let options = SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false);
-        self.ctx.sql_with_options(sql, options).await
+        self.ctx
+            .sql_with_options(sql, lake_storage::read_only())
+            .await
     }
 }
 

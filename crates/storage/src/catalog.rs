@@ -14,6 +14,15 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SQLOptions, SessionContext};
+
+/// What a query may be: no DDL, no DML, no SET or other statements. Views,
+/// `lake show` and the server plan with these.
+pub fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
 use parking_lot::RwLock;
 
 use crate::error::{Result, StorageError};
@@ -300,11 +309,7 @@ impl ZoneSchema {
                 DataFusionError::Plan(format!("view {}.{name} no longer plans: {e}", self.zone))
             })?;
             // A view is a query, whatever its stored definition says.
-            SQLOptions::new()
-                .with_allow_ddl(false)
-                .with_allow_dml(false)
-                .with_allow_statements(false)
-                .verify_plan(&plan)?;
+            read_only().verify_plan(&plan)?;
             let reads = scanned_tables(&plan);
             return Ok(Some(Opened {
                 provider: Arc::new(ViewTable::new(plan, Some(view.sql))),
