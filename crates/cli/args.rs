@@ -1,8 +1,10 @@
 //! Every command and flag of `lake`, defined once: `--help`, the parser and
 //! `docs/cli.md` (`lake generate-docs`) all come from here.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// lake: a lakehouse query-and-transform SQL engine.
@@ -65,6 +67,26 @@ pub enum Command {
     /// Preview a model's rows, or an inline query, without writing
     /// anything (like `dbt show`).
     Show(ShowArgs),
+    /// Serve the lake over Arrow Flight SQL until SIGINT or SIGTERM, for
+    /// ADBC, JDBC and pyarrow.flight clients.
+    ///
+    /// Statement queries, prepared statements with `$1` parameters, the
+    /// metadata calls, and bulk ingest into the `raw` zone. With `--auth`,
+    /// clients log in with a user name and password (or an API token) from
+    /// the auth file, and their role decides which zones they read; columns
+    /// tagged `pii` in the project's properties YAML come back masked for
+    /// every role but `admin`. Without `--auth` every call is an admin and
+    /// only a loopback address may be bound. DDL, DML, COPY and SET are
+    /// refused. Prints one line when listening (with the bound port, so
+    /// `--addr 127.0.0.1:0` picks a free one) and one line per request on
+    /// stderr. See docs/flight.md.
+    Serve(ServeArgs),
+    /// Make credentials for the auth file of `lake serve`: password hashes
+    /// and API tokens.
+    Auth {
+        #[command(subcommand)]
+        command: AuthCommand,
+    },
     /// Create a new, working project in DIR: lake_project.yml, a seed, two
     /// models and a schema.yml with tests.
     Init(InitArgs),
@@ -275,6 +297,21 @@ pub struct SqlArgs {
     pub file: Option<PathBuf>,
     #[command(flatten)]
     pub print: PrintArgs,
+    /// Run against a `lake serve` server instead of the local lake:
+    /// grpc://host:port, or grpc+tls://host:port for TLS. Statements go
+    /// through the server's Flight SQL (read-only, as the server's role
+    /// allows); `\d` lists what the server lists.
+    #[arg(long, value_name = "URL")]
+    pub connect: Option<String>,
+    /// The user to log in as with --connect; the password comes from
+    /// LAKE_PASSWORD or a prompt. Without --user, LAKE_TOKEN (an API token
+    /// from `lake auth new-token`) is sent when set.
+    #[arg(long, value_name = "NAME", requires = "connect")]
+    pub user: Option<String>,
+    /// A PEM certificate to trust for grpc+tls:// besides the system's
+    /// roots (for a server with a self-signed certificate).
+    #[arg(long, value_name = "FILE", requires = "connect")]
+    pub tls_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -322,6 +359,61 @@ pub struct LakeArgs {
     /// Memory queries may use before spilling, such as 4GiB.
     #[arg(long, value_name = "SIZE")]
     pub memory_limit: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub lake: LakeArgs,
+    /// Variables for var(), as YAML or JSON, when compiling the project to
+    /// find its PII columns.
+    #[arg(long, value_name = "YAML")]
+    pub vars: Option<String>,
+    /// The address to listen on: an IP address and a port (`localhost`
+    /// means 127.0.0.1). Port 0 picks a free port; the listening line says
+    /// which.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:50051", value_parser = parse_addr)]
+    pub addr: SocketAddr,
+    /// The auth file: principals with a role and a `password_hash` (from
+    /// `lake auth hash-password`) or a `token_sha256` (from `lake auth
+    /// new-token`). Edits are picked up while serving. Without it, every
+    /// call is an admin and only loopback addresses may be bound.
+    #[arg(long, value_name = "FILE", env = "LAKE_AUTH_FILE")]
+    pub auth: Option<PathBuf>,
+    /// Serve TLS with this certificate chain (PEM); needs --tls-key.
+    /// Clients connect to grpc+tls://.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Queries that may run at once; more are answered
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, value_name = "N", default_value_t = lake_flight::DEFAULT_MAX_CONCURRENT_QUERIES, value_parser = clap::value_parser!(u16).range(1..).map(usize::from))]
+    pub max_concurrent_queries: usize,
+}
+
+/// `127.0.0.1:50051`, `[::1]:50051`, `0.0.0.0:50051`, `localhost:50051`.
+fn parse_addr(text: &str) -> Result<SocketAddr, String> {
+    let hint = "an IP address and a port, such as 127.0.0.1:50051, [::1]:50051 or 0.0.0.0:50051";
+    if let Some(port) = text.strip_prefix("localhost:") {
+        return port
+            .parse::<u16>()
+            .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
+            .map_err(|_| format!("'{port}' is not a port; expected {hint}"));
+    }
+    text.parse().map_err(|_| format!("expected {hint}"))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Read a password (one line on stdin, or a prompt on a terminal) and
+    /// print its argon2 hash for an auth file's `password_hash`.
+    HashPassword,
+    /// Print a new random API token and its SHA-256 for an auth file's
+    /// `token_sha256`; give the token to the client, and keep only the hash
+    /// in the file.
+    NewToken,
 }
 
 /// How rows are printed.

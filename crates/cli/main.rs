@@ -80,6 +80,13 @@ fn main() -> ExitCode {
         } => commands::freshness::run(args),
         Command::Sql(args) => commands::sql::run(args),
         Command::Show(args) => commands::sql::show(args),
+        Command::Serve(args) => commands::serve::run(args),
+        Command::Auth {
+            command: args::AuthCommand::HashPassword,
+        } => commands::auth::hash_password(),
+        Command::Auth {
+            command: args::AuthCommand::NewToken,
+        } => commands::auth::new_token(),
         Command::Init(args) => commands::init::run(args),
         Command::GenerateDocs => docs::print_cli_markdown(),
     };

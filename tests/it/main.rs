@@ -6,6 +6,8 @@ mod cli;
 mod interop;
 mod lakeread;
 mod quality;
+mod remote;
+mod serve;
 mod slt;
 mod sql;
 

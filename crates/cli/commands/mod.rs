@@ -1,10 +1,12 @@
 //! One module per command.
 
+pub mod auth;
 pub mod build;
 pub mod compile;
 pub mod freshness;
 pub mod init;
 pub mod ls;
+pub mod serve;
 pub mod sql;
 
 use std::collections::BTreeSet;

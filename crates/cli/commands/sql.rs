@@ -11,9 +11,11 @@ use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::prelude::DataFrame;
-use futures::StreamExt;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use lake_engine::sql::{is_blank, split_statements};
 use lake_engine::{Executed, LakeSession, SessionOptions};
+use lake_flight::{Connection, Login};
 use lake_storage::{LakeRoot, ZONES};
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
@@ -26,8 +28,8 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use crate::args::{LakeArgs, RowFormat, ShowArgs, SqlArgs};
 use crate::{CmdResult, Failure};
 
-/// Opens the lake the flags name.
-fn open_root(args: &LakeArgs) -> Result<LakeRoot, Failure> {
+/// Opens the lake the flags name (`lake sql`, `lake serve`).
+pub fn open_root(args: &LakeArgs) -> Result<LakeRoot, Failure> {
     match lake_compiler::ProjectFile::load(&args.project_dir) {
         Ok(project) => {
             let target = project.resolve_target(args.target.as_deref())?;
@@ -69,14 +71,13 @@ struct Printer {
 }
 
 impl Printer {
-    /// Streams the rows of `df` to stdout; the number of rows.
-    async fn print(&self, df: DataFrame, cancel: &mut Signal) -> Result<usize, StatementError> {
+    /// Streams `rows` to stdout; the number of rows.
+    async fn print(&self, rows: Rows, cancel: &mut Signal) -> Result<usize, StatementError> {
+        let Rows {
+            schema,
+            batches: mut stream,
+        } = rows;
         let run = async {
-            let mut stream = df
-                .execute_stream()
-                .await
-                .map_err(|e| StatementError::Failed(e.strip_backtrace()))?;
-            let schema = stream.schema();
             let mut out = io::stdout().lock();
             let mut rows = 0usize;
             let mut kept: Vec<RecordBatch> = Vec::new();
@@ -86,7 +87,7 @@ impl Printer {
                 out.write_all(b"[")?;
             }
             while let Some(batch) = stream.next().await {
-                let batch = batch.map_err(|e| StatementError::Failed(e.strip_backtrace()))?;
+                let batch = batch.map_err(StatementError::Failed)?;
                 rows += batch.num_rows();
                 match self.format {
                     RowFormat::Table => {
@@ -166,6 +167,112 @@ impl Printer {
     }
 }
 
+/// A result on its way: the schema, then batches (failures as the message
+/// to print).
+struct Rows {
+    schema: SchemaRef,
+    batches: BoxStream<'static, Result<RecordBatch, String>>,
+}
+
+impl Rows {
+    /// Starts running `df`.
+    async fn of(df: DataFrame) -> Result<Rows, StatementError> {
+        let stream = df
+            .execute_stream()
+            .await
+            .map_err(|e| StatementError::Failed(e.strip_backtrace()))?;
+        Ok(Rows {
+            schema: stream.schema(),
+            batches: stream.map_err(|e| e.strip_backtrace()).boxed(),
+        })
+    }
+
+    fn batch(batch: RecordBatch) -> Rows {
+        Rows {
+            schema: batch.schema(),
+            batches: futures::stream::iter([Ok(batch)]).boxed(),
+        }
+    }
+}
+
+impl From<lake_flight::RemoteRows> for Rows {
+    fn from(rows: lake_flight::RemoteRows) -> Rows {
+        Rows {
+            schema: rows.schema,
+            batches: rows.batches.map_err(|e| e.to_string()).boxed(),
+        }
+    }
+}
+
+/// What a statement gave.
+enum Outcome {
+    Rows(Rows),
+    Done(String),
+    /// DDL (CREATE EXTERNAL TABLE, SET, ...) has run; nothing to show.
+    Nothing,
+}
+
+/// Where statements run.
+enum Backend {
+    /// The lake itself, in this process.
+    Local(LakeSession),
+    /// A `lake serve` server (`--connect`).
+    Remote(Connection),
+}
+
+impl Backend {
+    async fn execute(&mut self, sql: &str) -> Result<Outcome, StatementError> {
+        match self {
+            Backend::Local(session) => match session.execute_sql(sql).await {
+                Ok(Executed::Rows(df)) if df.schema().fields().is_empty() => Ok(Outcome::Nothing),
+                Ok(Executed::Rows(df)) => Rows::of(df).await.map(Outcome::Rows),
+                Ok(Executed::Done(message)) => Ok(Outcome::Done(message)),
+                Err(e) => Err(StatementError::Failed(e.to_string())),
+            },
+            Backend::Remote(connection) => connection
+                .query(sql.trim().trim_end_matches(';'))
+                .await
+                .map(|rows| Outcome::Rows(rows.into()))
+                .map_err(|e| StatementError::Failed(e.to_string())),
+        }
+    }
+
+    /// `(zone, name, "table" | "view")` of every readable relation.
+    async fn relations(&mut self) -> Result<Vec<(String, String, &'static str)>, String> {
+        let kind = |view: bool| if view { "view" } else { "table" };
+        match self {
+            Backend::Local(session) => {
+                let root = session.root();
+                let views = root.views();
+                let mut rows = Vec::new();
+                for zone in ZONES {
+                    let tables = root.list_tables(zone).await.map_err(|e| e.to_string())?;
+                    let view_names = views.list(zone).await.map_err(|e| e.to_string())?;
+                    // A view hides a Delta table of the same name.
+                    let kinds: std::collections::BTreeMap<String, bool> = tables
+                        .into_iter()
+                        .map(|t| (t, false))
+                        .chain(view_names.into_iter().map(|v| (v, true)))
+                        .collect();
+                    rows.extend(
+                        kinds
+                            .into_iter()
+                            .map(|(name, view)| (zone.to_string(), name, kind(view))),
+                    );
+                }
+                Ok(rows)
+            }
+            Backend::Remote(connection) => Ok(connection
+                .tables(None, None, false)
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|t| (t.zone, t.name, kind(t.kind.eq_ignore_ascii_case("view"))))
+                .collect()),
+        }
+    }
+}
+
 fn arrow_error(e: datafusion::arrow::error::ArrowError) -> StatementError {
     match e {
         datafusion::arrow::error::ArrowError::IoError(_, io) => StatementError::Io(io),
@@ -230,6 +337,16 @@ enum StatementError {
     Failed(String),
     Cancelled,
     Io(io::Error),
+}
+
+impl std::fmt::Display for StatementError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StatementError::Failed(message) => f.write_str(message),
+            StatementError::Cancelled => f.write_str("cancelled"),
+            StatementError::Io(e) => write!(f, "{e}"),
+        }
+    }
 }
 
 impl From<io::Error> for StatementError {
@@ -343,7 +460,7 @@ impl Helper for SqlHelper {}
 
 /// One `lake sql` session.
 struct Shell {
-    session: LakeSession,
+    backend: Backend,
     printer: Printer,
     timing: bool,
     interrupt: Signal,
@@ -388,18 +505,17 @@ impl Shell {
     async fn statement(&mut self, sql: &str) -> Result<(), Failure> {
         let started = Instant::now();
         let executed = tokio::select! {
-            result = self.session.execute_sql(sql) => result.map_err(|e| StatementError::Failed(e.to_string())),
+            result = self.backend.execute(sql) => result,
             _ = self.interrupt.recv() => Err(StatementError::Cancelled),
         };
         let outcome = match executed {
-            // DDL (CREATE EXTERNAL TABLE, SET, ...) has run; nothing to show.
-            Ok(Executed::Rows(df)) if df.schema().fields().is_empty() => Ok(()),
-            Ok(Executed::Rows(df)) => self
+            Ok(Outcome::Nothing) => Ok(()),
+            Ok(Outcome::Rows(rows)) => self
                 .printer
-                .print(df, &mut self.interrupt)
+                .print(rows, &mut self.interrupt)
                 .await
                 .map(|_| ()),
-            Ok(Executed::Done(message)) => {
+            Ok(Outcome::Done(message)) => {
                 let mut out = io::stdout().lock();
                 writeln!(out, "{message}")
                     .and_then(|_| out.flush())
@@ -471,37 +587,22 @@ impl Shell {
     }
 
     async fn list(&mut self, views_too: bool) -> Result<(), Failure> {
-        let root = self.session.root();
-        let views = root.views();
-        let mut rows: Vec<(&str, String, &str)> = Vec::new();
-        for zone in ZONES {
-            let listed = match root.list_tables(zone).await {
-                Ok(tables) => views.list(zone).await.map(|v| (tables, v)),
-                Err(e) => Err(e),
-            };
-            let (tables, view_names) = match listed {
-                Ok(found) => found,
-                Err(e) => {
-                    self.failed = true;
-                    eprintln!("error: {e}");
-                    return Ok(());
-                }
-            };
-            // A view hides a Delta table of the same name.
-            let mut kinds: std::collections::BTreeMap<String, &str> =
-                tables.into_iter().map(|t| (t, "table")).collect();
-            if views_too {
-                kinds.extend(view_names.into_iter().map(|v| (v, "view")));
-            } else {
-                kinds.retain(|name, _| !view_names.contains(name));
+        let mut rows = match self.backend.relations().await {
+            Ok(rows) => rows,
+            Err(e) => {
+                self.failed = true;
+                eprintln!("error: {e}");
+                return Ok(());
             }
-            rows.extend(kinds.into_iter().map(|(name, kind)| (zone, name, kind)));
+        };
+        if !views_too {
+            rows.retain(|(_, _, kind)| *kind == "table");
         }
         if rows.is_empty() {
             println!("(no tables yet: `lake build` writes them)");
             return Ok(());
         }
-        let zones: Vec<&str> = rows.iter().map(|r| r.0).collect();
+        let zones: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
         let names: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
         let kinds: Vec<&str> = rows.iter().map(|r| r.2).collect();
         let listed = RecordBatch::try_from_iter([
@@ -509,75 +610,87 @@ impl Shell {
             ("name", Arc::new(StringArray::from(names)) as ArrayRef),
             ("kind", Arc::new(StringArray::from(kinds)) as ArrayRef),
         ])
-        .and_then(|batch| {
-            self.session
-                .context()
-                .read_batch(batch)
-                .map_err(|e| datafusion::arrow::error::ArrowError::ExternalError(Box::new(e)))
-        });
-        let outcome = match listed {
-            Ok(df) => self
-                .printer
-                .print(df, &mut self.interrupt)
-                .await
-                .map(|_| ()),
-            Err(e) => Err(StatementError::Failed(e.to_string())),
+        .map_err(|e| Failure::Internal(e.into()))?;
+        self.print_listing(Rows::batch(listed)).await
+    }
+
+    /// Prints rows that are not a statement's (`\d`): a failure is the
+    /// session's, not lake's.
+    async fn print_listing(&mut self, rows: Rows) -> Result<(), Failure> {
+        let printer = Printer {
+            format: self.printer.format,
+            max_rows: 0,
         };
-        match outcome {
-            Ok(()) => Ok(()),
+        match printer.print(rows, &mut self.interrupt).await {
+            Ok(_) => Ok(()),
             Err(StatementError::Io(e)) => Err(Failure::Internal(e.into())),
             Err(other) => {
                 self.failed = true;
-                eprintln!("error: {other:?}");
+                eprintln!("error: {other}");
                 Ok(())
             }
         }
     }
 
     async fn describe(&mut self, name: &str) -> Result<(), Failure> {
-        match self.session.describe_relation(name).await {
-            Ok((columns, facts)) => {
-                if let Err(StatementError::Io(e)) = self
-                    .printer_for_description()
-                    .print(columns, &mut self.interrupt)
-                    .await
-                {
-                    return Err(Failure::Internal(e.into()));
-                }
-                let width = facts.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-                let mut out = io::stdout().lock();
-                for (key, value) in facts {
-                    writeln!(out, "{key:>width$}: {value}")?;
-                }
-                out.flush()?;
-            }
+        let described = match &mut self.backend {
+            Backend::Local(session) => match session.describe_relation(name).await {
+                Ok((columns, facts)) => Rows::of(columns).await.map(|rows| (rows, facts)),
+                Err(e) => Err(StatementError::Failed(e.to_string())),
+            },
+            Backend::Remote(connection) => describe_remote(connection, name).await,
+        };
+        let (columns, facts) = match described {
+            Ok(found) => found,
             Err(e) => {
                 self.failed = true;
                 eprintln!("error: {e}");
+                return Ok(());
             }
+        };
+        let table = Printer {
+            format: RowFormat::Table,
+            max_rows: 0,
+        };
+        if let Err(StatementError::Io(e)) = table.print(columns, &mut self.interrupt).await {
+            return Err(Failure::Internal(e.into()));
         }
+        let width = facts.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        let mut out = io::stdout().lock();
+        for (key, value) in facts {
+            writeln!(out, "{key:>width$}: {value}")?;
+        }
+        out.flush()?;
         Ok(())
     }
 
-    fn printer_for_description(&self) -> Printer {
-        Printer {
-            format: RowFormat::Table,
-            max_rows: 0,
-        }
-    }
-
     /// Table and column names for completion (up to 200 tables).
-    async fn refresh_names(&self) {
-        let catalog = self.session.catalog();
-        if catalog.refresh().await.is_err() {
-            return;
-        }
+    async fn refresh_names(&mut self) {
         let mut words = Vec::new();
-        for (zone, name) in catalog.names().into_iter().take(200) {
-            if let Ok(df) = self.session.context().table(format!("{zone}.{name}")).await {
-                words.extend(df.schema().fields().iter().map(|f| f.name().clone()));
+        match &mut self.backend {
+            Backend::Local(session) => {
+                let catalog = session.catalog();
+                if catalog.refresh().await.is_err() {
+                    return;
+                }
+                for (zone, name) in catalog.names().into_iter().take(200) {
+                    if let Ok(df) = session.context().table(format!("{zone}.{name}")).await {
+                        words.extend(df.schema().fields().iter().map(|f| f.name().clone()));
+                    }
+                    words.push(format!("{zone}.{name}"));
+                }
             }
-            words.push(format!("{zone}.{name}"));
+            Backend::Remote(connection) => {
+                let Ok(tables) = connection.tables(None, None, true).await else {
+                    return;
+                };
+                for table in tables.into_iter().take(200) {
+                    if let Some(schema) = &table.schema {
+                        words.extend(schema.fields().iter().map(|f| f.name().clone()));
+                    }
+                    words.push(format!("{}.{}", table.zone, table.name));
+                }
+            }
         }
         words.extend(ZONES.iter().map(|z| z.to_string()));
         words.sort();
@@ -586,6 +699,59 @@ impl Shell {
             names.words = words;
         }
     }
+}
+
+/// `\d name` against a server: the columns it lists for `zone.name` (or
+/// `name` in any zone it lets the caller read).
+async fn describe_remote(
+    connection: &mut Connection,
+    name: &str,
+) -> Result<(Rows, Vec<(String, String)>), StatementError> {
+    let (zone, table) = match name.split_once('.') {
+        Some((zone, table)) => (Some(zone), table),
+        None => (None, name),
+    };
+    let found = connection
+        .tables(zone, Some(table), true)
+        .await
+        .map_err(|e| StatementError::Failed(e.to_string()))?;
+    let Some(found) = found.into_iter().next() else {
+        return Err(StatementError::Failed(format!(
+            "no table or view {name} on {} that you may read\n  hint: \\d lists them",
+            connection.url()
+        )));
+    };
+    let fields: Vec<_> = found
+        .schema
+        .as_ref()
+        .map(|s| s.fields().iter().cloned().collect())
+        .unwrap_or_default();
+    let names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
+    let types: Vec<String> = fields.iter().map(|f| f.data_type().to_string()).collect();
+    let nullable: Vec<&str> = fields
+        .iter()
+        .map(|f| if f.is_nullable() { "YES" } else { "NO" })
+        .collect();
+    let columns = RecordBatch::try_from_iter([
+        (
+            "column_name",
+            Arc::new(StringArray::from(names)) as ArrayRef,
+        ),
+        ("data_type", Arc::new(StringArray::from(types)) as ArrayRef),
+        (
+            "is_nullable",
+            Arc::new(StringArray::from(nullable)) as ArrayRef,
+        ),
+    ])
+    .map_err(|e| StatementError::Failed(e.to_string()))?;
+    let facts = vec![
+        (
+            "relation".to_owned(),
+            format!("{}.{}", found.zone, found.name),
+        ),
+        ("kind".to_owned(), found.kind.to_ascii_lowercase()),
+    ];
+    Ok((Rows::batch(columns), facts))
 }
 
 const HELP: &str = "\
@@ -613,29 +779,74 @@ fn history_file() -> Option<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".lake_history")))
 }
 
-pub fn run(args: SqlArgs) -> CmdResult {
+/// How `--user` logs in: the password from LAKE_PASSWORD or a prompt; an
+/// API token from LAKE_TOKEN without `--user`.
+fn login(args: &SqlArgs) -> Result<Login, Failure> {
+    if let Some(user) = &args.user {
+        let password = match std::env::var("LAKE_PASSWORD") {
+            Ok(password) => password,
+            Err(_) => rpassword::prompt_password(format!("password for {user}: ")).map_err(|e| {
+                Failure::User(anyhow!(
+                    "cannot read a password: {e}\n  hint: set LAKE_PASSWORD when there is no terminal"
+                ))
+            })?,
+        };
+        return Ok(Login::Password {
+            user: user.clone(),
+            password,
+        });
+    }
+    Ok(match std::env::var("LAKE_TOKEN") {
+        Ok(token) if !token.is_empty() => Login::Token(token),
+        _ => Login::Anonymous,
+    })
+}
+
+/// The lake in this process, or the server of `--connect`; and its name
+/// for the banner.
+async fn open_backend(args: &SqlArgs) -> Result<(Backend, String), Failure> {
+    if let Some(url) = &args.connect {
+        let ca = match &args.tls_ca {
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                Failure::User(anyhow!("cannot read --tls-ca {}: {e}", path.display()))
+            })?),
+            None => None,
+        };
+        let connection = Connection::connect(url, login(args)?, ca.as_deref())
+            .await
+            .map_err(|e| Failure::User(anyhow!("{e}")))?;
+        return Ok((Backend::Remote(connection), url.clone()));
+    }
     let root = open_root(&args.lake)?;
     let options = session_options(&args.lake)?;
-    let runtime = super::runtime()?;
     let root_url = root.url().to_string();
+    let session = LakeSession::open(Arc::new(root), &options)
+        .await
+        .map_err(|e| Failure::Internal(anyhow!("opening the lake at {root_url}: {e}")))?;
+    Ok((Backend::Local(session), root_url))
+}
+
+pub fn run(args: SqlArgs) -> CmdResult {
+    let runtime = super::runtime()?;
     let interactive = args.command.is_empty() && args.file.is_none() && io::stdin().is_terminal();
-    let mut shell = runtime.block_on(async {
-        let session = LakeSession::open(Arc::new(root), &options)
-            .await
-            .map_err(|e| Failure::Internal(anyhow!("opening the lake at {root_url}: {e}")))?;
+    let (mut shell, root_url) = runtime.block_on(async {
+        let (backend, root_url) = open_backend(&args).await?;
         // From here on Ctrl-C cancels a statement instead of ending lake.
         let interrupt = signal(SignalKind::interrupt())?;
-        Ok::<_, Failure>(Shell {
-            session,
-            printer: Printer {
-                format: args.print.format,
-                max_rows: args.print.max_rows,
+        Ok::<_, Failure>((
+            Shell {
+                backend,
+                printer: Printer {
+                    format: args.print.format,
+                    max_rows: args.print.max_rows,
+                },
+                timing: true,
+                interrupt,
+                names: Arc::default(),
+                failed: false,
             },
-            timing: true,
-            interrupt,
-            names: Arc::default(),
-            failed: false,
-        })
+            root_url,
+        ))
     })?;
     if !interactive {
         let mut scripts: Vec<String> = args.command.clone();
@@ -761,14 +972,15 @@ pub fn show(args: ShowArgs) -> CmdResult {
                 Failure::User(anyhow!("{}\n  SQL: {}", e.strip_backtrace(), sql.trim()))
             })?;
         let mut interrupt = signal(SignalKind::interrupt())?;
-        printer
-            .print(df, &mut interrupt)
-            .await
-            .map_err(|e| match e {
-                StatementError::Failed(m) => Failure::User(anyhow!("{m}")),
-                StatementError::Cancelled => Failure::User(anyhow!("cancelled")),
-                StatementError::Io(e) => Failure::Internal(e.into()),
-            })
+        let printed = match Rows::of(df).await {
+            Ok(rows) => printer.print(rows, &mut interrupt).await,
+            Err(e) => Err(e),
+        };
+        printed.map_err(|e| match e {
+            StatementError::Failed(m) => Failure::User(anyhow!("{m}")),
+            StatementError::Cancelled => Failure::User(anyhow!("cancelled")),
+            StatementError::Io(e) => Failure::Internal(e.into()),
+        })
     });
     super::release(compiled);
     result.map(|_| ())
