@@ -141,7 +141,12 @@ impl FlightServer {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServeError> {
         self.check_bind(listener.local_addr()?)?;
-        let mut builder = Server::builder();
+        // Pings find clients that went away without closing (a dead peer,
+        // a suspended process): their calls end, their queries stop, and a
+        // graceful stop does not wait for them for ever.
+        let mut builder = Server::builder()
+            .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
+            .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)));
         if let Some((cert, key)) = &self.tls {
             // tonic's server TLS uses rustls's process-wide crypto provider;
             // with both ring and aws-lc-rs compiled in (other crates enable

@@ -370,6 +370,27 @@ impl FlightSqlService for LakeFlightSql {
         Ok(())
     }
 
+    /// Flight's session actions: ADBC sends `CloseSession` when a
+    /// connection closes. The server keeps no sessions, so it is closed.
+    async fn do_action_fallback(
+        &self,
+        request: Request<Action>,
+    ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
+        principal(&request)?;
+        let action = request.get_ref().r#type.clone();
+        log_of(&request, &action);
+        match action.as_str() {
+            "CloseSession" => {
+                // CloseSessionResult { status: CLOSED } (field 1, varint 1).
+                let closed = arrow_flight::Result {
+                    body: vec![0x08, 0x01].into(),
+                };
+                Ok(Response::new(Box::pin(futures::stream::iter([Ok(closed)]))))
+            }
+            other => Err(ServeError::Unsupported(format!("the action {other:?}")).into()),
+        }
+    }
+
     // -- writes -------------------------------------------------------------
 
     async fn do_put_statement_ingest(

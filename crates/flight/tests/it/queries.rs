@@ -458,3 +458,29 @@ async fn refuses_to_serve_without_auth_beyond_loopback() {
         .unwrap_err();
     assert!(err.to_string().contains("without authentication"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_session_is_answered_and_other_actions_are_unimplemented() {
+    let lake = Lake::new().await;
+    let server = TestServer::start(FlightServer::new(lake.session.clone())).await;
+    let mut client = server.client().await;
+    let mut raw = client.inner_mut().clone();
+    let results: Vec<arrow_flight::Result> = raw
+        .do_action(arrow_flight::Action::new("CloseSession", ""))
+        .await
+        .unwrap()
+        .into_inner()
+        .map(|r| r.unwrap())
+        .collect()
+        .await;
+    // CloseSessionResult { status: CLOSED }.
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].body.as_ref(), [0x08, 0x01]);
+    let err = raw
+        .do_action(arrow_flight::Action::new("Reboot", ""))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unimplemented, "{err:?}");
+    assert!(err.message().contains("Reboot"), "{err:?}");
+    server.stop().await;
+}
