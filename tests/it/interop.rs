@@ -1,16 +1,23 @@
-//! The tables lake writes are plain Delta tables: Python `deltalake` and
-//! DuckDB's delta extension read them back with the same rows. Needs a
-//! Python with `deltalake`, `duckdb==1.5.*` and `duckdb-extension-delta`:
-//! `.ci/run` makes one and runs these with `--ignored`.
+//! Real readers and clients: the tables lake writes are plain Delta tables
+//! (Python `deltalake` and DuckDB's delta extension read them back with the
+//! same rows), and `lake serve` answers the ADBC Flight SQL driver. Needs a
+//! Python with `deltalake`, `duckdb==1.5.*`, `duckdb-extension-delta`,
+//! `pyarrow`, `adbc-driver-flightsql==1.13.*` and
+//! `adbc-driver-manager==1.13.*`: `.ci/run` makes one and runs these with
+//! `--ignored`.
 
 use std::process::Command;
 
 use super::lakeread::query;
+use super::serve::{
+    Credential, Served, built_example, hash_password, new_token, seed_customers, write_auth_file,
+};
 use super::{example_project, lake, repo_root, stdout};
 
 fn python() -> String {
     std::env::var("LAKE_TEST_PYTHON").expect(
-        "set LAKE_TEST_PYTHON to a Python with deltalake, duckdb==1.5.* and duckdb-extension-delta (.ci/run does)",
+        "set LAKE_TEST_PYTHON to a Python with deltalake, duckdb==1.5.*, duckdb-extension-delta, \
+         pyarrow, adbc-driver-flightsql==1.13.* and adbc-driver-manager==1.13.* (.ci/run makes one)",
     )
 }
 
@@ -96,4 +103,66 @@ fn python_deltalake_and_duckdb_read_what_lake_writes() {
         }
     }
     assert_eq!(read["curated.customer_activity_daily"]["version"], 1);
+}
+
+/// The ADBC Flight SQL driver (a real client, in Go, through Python's
+/// DBAPI) against `lake serve --auth`: passwords and an API token, queries
+/// with PII masked, metadata, a prepared statement, bulk ingest, and the
+/// errors a client sees. Needs
+/// `adbc-driver-flightsql==1.13.*` and `adbc-driver-manager==1.13.*` in the
+/// Python of LAKE_TEST_PYTHON.
+#[test]
+#[ignore = "needs the ADBC Flight SQL driver; .ci/run runs it with LAKE_TEST_PYTHON set"]
+fn interop_flight_adbc_driver_against_lake_serve() {
+    let dir = built_example();
+    let passwords = [
+        ("alice", "reader", "alice's password"),
+        ("loader", "writer", "loader: pass"),
+        ("root", "admin", "r00t pass"),
+    ];
+    let hashes: Vec<String> = passwords
+        .iter()
+        .map(|(_, _, password)| hash_password(dir.path(), password))
+        .collect();
+    let mut principals: Vec<(&str, &str, Credential<'_>)> = passwords
+        .iter()
+        .zip(&hashes)
+        .map(|((name, role, _), hash)| (*name, *role, Credential::PasswordHash(hash)))
+        .collect();
+    let (token, token_sha256) = new_token(dir.path());
+    principals.push(("bot", "trainer", Credential::TokenSha256(&token_sha256)));
+    let auth = write_auth_file(dir.path(), &principals);
+    let server = Served::start(dir.path(), &["--auth", auth.to_str().unwrap()]);
+    let mut script = Command::new(python());
+    script
+        .arg(repo_root().join("tests/interop/flight_adbc.py"))
+        .args(["--uri", &server.uri()])
+        .args(["--customers", &seed_customers().to_string()])
+        .args(["--trainer-token", &token]);
+    for (name, role, password) in passwords {
+        script.args([&format!("--{role}"), name, password]);
+    }
+    let output = script.output().expect("run python");
+    let (status, log) = server.stop();
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{printed}\n{}\nserver log:\n{log}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(printed.contains("8 passed, 0 failed"), "{printed}");
+    assert!(status.success(), "lake serve: {status}\n{log}");
+    assert!(log.contains("lake serve: stopped"), "{log}");
+    // The driver's calls reached the server as the principals.
+    for needle in [
+        "principal=alice command=DoGet(statement)",
+        "principal=loader command=DoPut(ingest)",
+        "principal=root",
+        "principal=bot",
+    ] {
+        assert!(
+            log.contains(needle),
+            "{needle} not in the server log:\n{log}"
+        );
+    }
 }
