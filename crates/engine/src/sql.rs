@@ -730,46 +730,56 @@ impl LakeSession {
     async fn with_suggestions(&self, error: EngineError) -> EngineError {
         let text = error.to_string();
         if let Some(missing) = between(&text, "table '", "' not found") {
-            let _ = self.catalog().refresh().await;
-            let candidates: Vec<String> = self
-                .catalog()
-                .names()
-                .into_iter()
-                .map(|(zone, name)| format!("{zone}.{name}"))
-                .collect();
             let short = missing.trim_start_matches("lake.");
-            let bare = short.rsplit('.').next().unwrap_or(short);
-            // The same name in another zone first, then close spellings.
-            let mut found: Vec<String> = candidates
-                .iter()
-                .filter(|c| c.rsplit('.').next() == Some(bare) && c.as_str() != short)
-                .cloned()
-                .collect();
-            if found.is_empty() {
-                found = lake_compiler::suggest(short, candidates.iter().map(String::as_str));
-            }
-            if found.is_empty() {
-                let bare_names: Vec<&str> = candidates
-                    .iter()
-                    .map(|c| c.rsplit('.').next().unwrap_or(c))
-                    .collect();
-                found = lake_compiler::suggest(bare, bare_names.iter().copied())
-                    .into_iter()
-                    .filter_map(|b| {
-                        candidates
-                            .iter()
-                            .find(|c| c.ends_with(&format!(".{b}")))
-                            .cloned()
-                    })
-                    .collect();
-            }
-            let hint = match found.first() {
+            let hint = match self.closest_table(short, |_| true).await {
                 Some(s) => format!("did you mean {s}?"),
                 None => "`\\d` lists the tables and views of every zone".to_string(),
             };
             return query_error(format!("table {short} not found; {hint}"));
         }
         error
+    }
+
+    /// The existing `zone.name` closest to `missing` (`zone.name` or a bare
+    /// name) among the zones `readable` accepts: the same name in another
+    /// zone first, then close spellings of the whole, then of the name.
+    pub async fn closest_table(
+        &self,
+        missing: &str,
+        readable: impl Fn(&str) -> bool,
+    ) -> Option<String> {
+        // Other processes may have written tables since the catalog was read.
+        let _ = self.catalog().refresh().await;
+        let candidates: Vec<String> = self
+            .catalog()
+            .names()
+            .into_iter()
+            .filter(|(zone, _)| readable(zone))
+            .map(|(zone, name)| format!("{zone}.{name}"))
+            .collect();
+        let bare = missing.rsplit('.').next().unwrap_or(missing);
+        if let Some(same) = candidates
+            .iter()
+            .find(|c| c.rsplit('.').next() == Some(bare) && c.as_str() != missing)
+        {
+            return Some(same.clone());
+        }
+        if let Some(close) = lake_compiler::suggest(missing, candidates.iter().map(String::as_str))
+            .into_iter()
+            .next()
+        {
+            return Some(close);
+        }
+        let bare_names: Vec<&str> = candidates
+            .iter()
+            .map(|c| c.rsplit('.').next().unwrap_or(c))
+            .collect();
+        let close = lake_compiler::suggest(bare, bare_names.iter().copied())
+            .into_iter()
+            .next()?;
+        candidates
+            .into_iter()
+            .find(|c| c.ends_with(&format!(".{close}")))
     }
 }
 

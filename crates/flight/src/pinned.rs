@@ -344,19 +344,7 @@ impl RequestState {
                     "{key} is a view; only Delta tables have versions to travel to"
                 )));
             }
-            let table = self
-                .root
-                .load_table_at(zone, name, at)
-                .await
-                .map_err(|e| match at {
-                    TableVersion::Version(v) => {
-                        DataFusionError::Plan(format!("{key} has no version {v}: {e}"))
-                    }
-                    TableVersion::AsOf(t) => {
-                        DataFusionError::Plan(format!("{key} has no version as of {t}: {e}"))
-                    }
-                    TableVersion::Latest => storage_error(e),
-                })?;
+            let table = lake_storage::load_travelled(&self.root, zone, name, at).await?;
             return match table {
                 Some(table) => Ok(Some(self.delta_provider(&table).await?)),
                 None => Ok(None),

@@ -376,41 +376,10 @@ async fn with_suggestion(
     let ServeError::TableNotFound { table, .. } = error else {
         return error;
     };
-    // Other processes may have written tables since the server started.
-    let _ = session.catalog().refresh().await;
-    let candidates: Vec<String> = session
-        .catalog()
-        .names()
-        .into_iter()
-        .filter(|(zone, _)| catalog.may_read(zone))
-        .map(|(zone, name)| format!("{zone}.{name}"))
-        .collect();
-    let bare = table.rsplit('.').next().unwrap_or(&table);
-    // The same name in another zone first, then close spellings.
-    let mut found: Vec<String> = candidates
-        .iter()
-        .filter(|c| c.rsplit('.').next() == Some(bare) && c.as_str() != table)
-        .cloned()
-        .collect();
-    if found.is_empty() {
-        found = lake_compiler::suggest(&table, candidates.iter().map(String::as_str));
-    }
-    if found.is_empty() {
-        let bare_names: Vec<&str> = candidates
-            .iter()
-            .map(|c| c.rsplit('.').next().unwrap_or(c))
-            .collect();
-        found = lake_compiler::suggest(bare, bare_names.iter().copied())
-            .into_iter()
-            .filter_map(|b| {
-                candidates
-                    .iter()
-                    .find(|c| c.ends_with(&format!(".{b}")))
-                    .cloned()
-            })
-            .collect();
-    }
-    let hint = match found.first() {
+    let hint = match session
+        .closest_table(&table, |zone| catalog.may_read(zone))
+        .await
+    {
         Some(s) => format!("did you mean {s}?"),
         None => NO_SUGGESTION.to_string(),
     };

@@ -224,6 +224,28 @@ fn scanned_tables(plan: &LogicalPlan) -> Vec<(String, String)> {
     tables
 }
 
+/// `zone.name` at a version or a point in time, for a query that travels
+/// there: a version that is not there is the query's mistake (a plan error
+/// naming the table), not a storage failure.
+pub async fn load_travelled(
+    root: &LakeRoot,
+    zone: &str,
+    name: &str,
+    at: TableVersion,
+) -> DfResult<Option<deltalake::DeltaTable>> {
+    root.load_table_at(zone, name, at)
+        .await
+        .map_err(|e| match at {
+            TableVersion::Version(v) => {
+                DataFusionError::Plan(format!("{zone}.{name} has no version {v}: {e}"))
+            }
+            TableVersion::AsOf(t) => {
+                DataFusionError::Plan(format!("{zone}.{name} has no version as of {t}: {e}"))
+            }
+            TableVersion::Latest => external(e),
+        })
+}
+
 fn external(e: StorageError) -> DataFusionError {
     DataFusionError::External(Box::new(e))
 }
@@ -344,19 +366,7 @@ impl ZoneSchema {
                 "{zone}.{name} is a view; only Delta tables have versions to travel to"
             )));
         }
-        let table = self
-            .root
-            .load_table_at(zone, name, at)
-            .await
-            .map_err(|e| match at {
-                TableVersion::Version(v) => {
-                    DataFusionError::Plan(format!("{zone}.{name} has no version {v}: {e}"))
-                }
-                TableVersion::AsOf(t) => {
-                    DataFusionError::Plan(format!("{zone}.{name} has no version as of {t}: {e}"))
-                }
-                TableVersion::Latest => external(e),
-            })?;
+        let table = load_travelled(&self.root, zone, name, at).await?;
         match table {
             Some(table) => Ok(Some(self.opened_delta(&table).await?)),
             None => Ok(None),

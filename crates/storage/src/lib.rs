@@ -13,7 +13,7 @@ mod scan_stats;
 pub mod stores;
 mod views;
 
-pub use catalog::{CATALOG, LakeCatalog, ZoneSchema, read_only};
+pub use catalog::{CATALOG, LakeCatalog, ZoneSchema, load_travelled, read_only};
 pub use delta::{
     CommitOutcome, SchemaChange, TableDelete, TableMerge, TableUpdate, TableWrite, WriteMode,
     delta_compatible, quote_ident, stored_type,
