@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Creates benches/.venv with the peers the benchmarks compare lake against,
 # all from PyPI: dbt-core 1.11 (newer releases download a binary at install
-# time, which fails offline) with dbt-duckdb, duckdb, deltalake, pyarrow.
+# time, which fails offline) with dbt-duckdb; duckdb 1.5 with its tpch
+# extension (the TPC-H query texts); pyarrow and the ADBC Flight SQL driver
+# (the Flight throughput benchmark).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 venv="${LAKE_BENCH_VENV:-$here/.venv}"
 python3 -m venv "$venv"
 "$venv/bin/pip" install --quiet --upgrade pip
-"$venv/bin/pip" install --quiet "dbt-core>=1.11,<1.12" "dbt-duckdb>=1.9,<1.12"
+"$venv/bin/pip" install --quiet "dbt-core>=1.11,<1.12" "dbt-duckdb>=1.9,<1.12" \
+  "duckdb==1.5.*" "duckdb-extension-tpch==1.5.*" "pyarrow" \
+  "adbc-driver-flightsql==1.13.*" "adbc-driver-manager==1.13.*"
 echo "peers installed in $venv"
