@@ -165,7 +165,12 @@ impl Connection {
             url: url.to_owned(),
             cause,
         };
-        let mut endpoint = Endpoint::from_shared(http_url).map_err(|_| bad_url())?;
+        // hyper's default 64 KiB flow-control window stalls a large result
+        // every few messages; grow it with the measured bandwidth-delay
+        // product, as gRPC's C++ client (pyarrow, ADBC) does.
+        let mut endpoint = Endpoint::from_shared(http_url)
+            .map_err(|_| bad_url())?
+            .http2_adaptive_window(true);
         if tls {
             let mut config = ClientTlsConfig::new().with_native_roots();
             if let Some(pem) = tls_ca {

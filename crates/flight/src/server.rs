@@ -146,7 +146,10 @@ impl FlightServer {
         // graceful stop does not wait for them for ever.
         let mut builder = Server::builder()
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(20)))
-            .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)));
+            .http2_keepalive_timeout(Some(std::time::Duration::from_secs(10)))
+            // Uploads (bulk ingest) with a window that grows with the
+            // bandwidth-delay product instead of hyper's fixed 64 KiB.
+            .http2_adaptive_window(Some(true));
         if let Some((cert, key)) = &self.tls {
             // tonic's server TLS uses rustls's process-wide crypto provider;
             // with both ring and aws-lc-rs compiled in (other crates enable
