@@ -8,7 +8,8 @@
 //!
 //! The data is made by the `tpchgen` crates and loaded with
 //! `CREATE TABLE raw.<table> AS SELECT * FROM '<generated>.parquet'`, once
-//! per scale factor, under `target/tpch/sf<SF>` (kept between runs).
+//! per scale factor, under `target/tpch/sf<SF>` (kept between runs; see
+//! `benches/common/tpch_data.rs`, shared with the `flight` benchmark).
 //!
 //! `cargo bench --bench tpch`; knobs: `LAKE_TPCH_SF` (1), `LAKE_TPCH_RUNS`
 //! (5, after one warm-up), `LAKE_TPCH_QUERIES` (1..22), `LAKE_TPCH_DIR`,
@@ -18,110 +19,19 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::tpch_data::{self, TABLES};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 use lake_engine::{Executed, LakeSession, SessionOptions};
-use lake_storage::LakeRoot;
 use serde_json::Value as Json;
-use tpchgen::generators::{
-    CustomerGenerator, LineItemGenerator, NationGenerator, OrderGenerator, PartGenerator,
-    PartSuppGenerator, RegionGenerator, SupplierGenerator,
-};
-use tpchgen_arrow::{
-    CustomerArrow, LineItemArrow, NationArrow, OrderArrow, PartArrow, PartSuppArrow, RegionArrow,
-    SupplierArrow,
-};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-const TABLES: [&str; 8] = [
-    "nation", "region", "part", "supplier", "partsupp", "customer", "orders", "lineitem",
-];
-
-type Batches = Box<dyn Iterator<Item = Result<RecordBatch, datafusion::arrow::error::ArrowError>>>;
-
-fn generator(table: &str, sf: f64) -> Batches {
-    match table {
-        "nation" => Box::new(NationArrow::new(NationGenerator::new(sf, 1, 1))),
-        "region" => Box::new(RegionArrow::new(RegionGenerator::new(sf, 1, 1))),
-        "part" => Box::new(PartArrow::new(PartGenerator::new(sf, 1, 1))),
-        "supplier" => Box::new(SupplierArrow::new(SupplierGenerator::new(sf, 1, 1))),
-        "partsupp" => Box::new(PartSuppArrow::new(PartSuppGenerator::new(sf, 1, 1))),
-        "customer" => Box::new(CustomerArrow::new(CustomerGenerator::new(sf, 1, 1))),
-        "orders" => Box::new(OrderArrow::new(OrderGenerator::new(sf, 1, 1))),
-        "lineitem" => Box::new(LineItemArrow::new(LineItemGenerator::new(sf, 1, 1))),
-        other => unreachable!("not a TPC-H table: {other}"),
-    }
-}
-
-/// Writes one generated table to a Parquet file.
-fn generate(table: &str, sf: f64, path: &Path) {
-    let mut batches = generator(table, sf).peekable();
-    let first = batches
-        .peek()
-        .expect("every table has rows")
-        .as_ref()
-        .unwrap();
-    let file = std::fs::File::create(path).unwrap();
-    let mut writer = ArrowWriter::try_new(file, first.schema(), None).unwrap();
-    for batch in batches {
-        writer.write(&batch.unwrap()).unwrap();
-    }
-    writer.close().unwrap();
-}
-
-/// Makes the Delta tables of `raw` from generated Parquet files, through
-/// the SQL a person would type in `lake sql`.
-async fn load(root: &Arc<LakeRoot>, dir: &Path, sf: f64) {
-    let staging = dir.join("generated");
-    std::fs::create_dir_all(&staging).unwrap();
-    let options = SessionOptions {
-        url_tables: true,
-        ..SessionOptions::default()
-    };
-    let session = LakeSession::open(root.clone(), &options).await.unwrap();
-    for table in TABLES {
-        if root.has_table("raw", table).await.unwrap() {
-            continue;
-        }
-        let started = Instant::now();
-        let file = staging.join(format!("{table}.parquet"));
-        generate(table, sf, &file);
-        let sql = format!(
-            "CREATE TABLE raw.{table} AS SELECT * FROM '{}'",
-            file.display()
-        );
-        session.execute_sql(&sql).await.unwrap();
-        std::fs::remove_file(&file).unwrap();
-        eprintln!(
-            "loaded raw.{table} in {:.1} s",
-            started.elapsed().as_secs_f64()
-        );
-    }
-}
-
-/// The Parquet files of each table's current Delta version.
-async fn data_files(root: &LakeRoot) -> BTreeMap<String, Vec<String>> {
-    let mut files = BTreeMap::new();
-    for table in TABLES {
-        let delta = root.load_table("raw", table).await.unwrap().unwrap();
-        let uris: Vec<String> = delta
-            .get_file_uris()
-            .unwrap()
-            .map(|u| u.trim_start_matches("file://").to_string())
-            .collect();
-        files.insert(table.to_string(), uris);
-    }
-    files
-}
 
 /// DuckDB's run: query texts, times and answers.
 struct DuckDb {
@@ -306,21 +216,14 @@ fn check_answer(
 }
 
 fn main() {
-    let sf: f64 = std::env::var("LAKE_TPCH_SF")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1.0);
+    let sf = tpch_data::scale_factor();
     let runs = common::env_usize("LAKE_TPCH_RUNS", 5).max(1);
     let threads = common::env_usize(
         "LAKE_TPCH_THREADS",
         std::thread::available_parallelism().map_or(2, |n| n.get()),
     );
     let queries = common::env_usize_list("LAKE_TPCH_QUERIES", &(1..=22).collect::<Vec<_>>());
-    let dir = std::env::var_os("LAKE_TPCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/tpch/sf{sf}"))
-        });
+    let dir = tpch_data::data_dir(sf);
     let Some(venv) = common::peer_venv() else {
         eprintln!("no peers' venv: run benches/setup-peers.sh (or set LAKE_BENCH_VENV)");
         std::process::exit(1);
@@ -331,9 +234,9 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async move {
-        let root = Arc::new(LakeRoot::open(&dir.join("lake").to_string_lossy(), &dir, Default::default()).unwrap());
-        load(&root, &dir, sf).await;
-        let files = data_files(&root).await;
+        let root = tpch_data::open_root(&dir);
+        tpch_data::load(&root, &dir, sf, &TABLES).await;
+        let files = tpch_data::data_files(&root, &TABLES).await;
 
         eprintln!("running DuckDB ...");
         let duck = run_duckdb(&venv, &files, &queries, runs, threads);

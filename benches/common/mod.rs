@@ -1,9 +1,10 @@
-//! Shared pieces of the benchmarks: synthetic projects, timing a child
-//! process with its peak memory, medians, and the Python peers' venv.
+//! Shared pieces of the benchmarks: synthetic projects, TPC-H data, timing
+//! a child process with its peak memory, medians, and the Python peers' venv.
 
 #![allow(dead_code)]
 
 pub mod project_gen;
+pub mod tpch_data;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
