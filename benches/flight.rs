@@ -39,7 +39,7 @@ mod common;
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::Path;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -222,13 +222,7 @@ struct Peer {
 
 impl Peer {
     fn start(venv: &Path, uri: &str, ticket: &[u8], files: &[String]) -> Peer {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/flight_pyarrow.py");
-        let mut child = Command::new(venv.join("bin/python"))
-            .arg(&script)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python from the bench venv");
+        let mut child = common::spawn_peer_script(venv, "flight_pyarrow.py");
         let stdin = child.stdin.take().unwrap();
         let stdout = BufReader::new(child.stdout.take().unwrap());
         let mut peer = Peer {

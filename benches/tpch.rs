@@ -20,7 +20,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::tpch_data::{self, TABLES};
@@ -48,16 +47,10 @@ fn run_duckdb(
     runs: usize,
     threads: usize,
 ) -> DuckDb {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/tpch_duckdb.py");
     let request = serde_json::json!({
         "files": files, "runs": runs, "threads": threads, "queries": queries,
     });
-    let mut child = Command::new(venv.join("bin/python"))
-        .arg(&script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python from the bench venv");
+    let mut child = common::spawn_peer_script(venv, "tpch_duckdb.py");
     child
         .stdin
         .take()
@@ -65,7 +58,7 @@ fn run_duckdb(
         .write_all(request.to_string().as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{} failed", script.display());
+    assert!(out.status.success(), "benches/tpch_duckdb.py failed");
     let json: Json = serde_json::from_slice(&out.stdout).unwrap();
     let per_query = |key: &str| -> BTreeMap<usize, &Json> {
         json[key]

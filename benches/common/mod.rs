@@ -58,6 +58,21 @@ pub fn peer_venv() -> Option<PathBuf> {
     venv.join("bin/python").is_file().then_some(venv)
 }
 
+/// `benches/<script>` run by the peers' Python, with stdin and stdout piped
+/// (the scripts read a request on stdin and answer on stdout).
+pub fn spawn_peer_script(venv: &Path, script: &str) -> std::process::Child {
+    Command::new(venv.join("bin/python"))
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("benches")
+                .join(script),
+        )
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python from the bench venv")
+}
+
 pub fn env_usize_list(name: &str, default: &[usize]) -> Vec<usize> {
     match std::env::var(name) {
         Ok(v) => v
