@@ -27,7 +27,8 @@ pub enum Command {
     /// Nothing is executed: compile checks the whole project (Jinja, refs,
     /// configs, tests, cycles) and reports every problem it finds at once.
     Compile(CompileArgs),
-    /// List the project's nodes (models, seeds, tests, sources).
+    /// List the project's nodes (models, seeds, tests, sources) and feature
+    /// views.
     #[command(visible_alias = "list")]
     Ls(LsArgs),
     /// Run seeds, models and tests in DAG order, writing Delta tables.
@@ -49,6 +50,12 @@ pub enum Command {
     Source {
         #[command(subcommand)]
         command: SourceCommand,
+    },
+    /// Commands about the feature store: entities, feature views and
+    /// feature services declared in properties YAML (`lake features ls`).
+    Features {
+        #[command(subcommand)]
+        command: FeaturesCommand,
     },
     /// Query every zone of the lake with SQL: an interactive prompt, or the
     /// statements of -c, -f or stdin.
@@ -123,7 +130,8 @@ pub struct SelectArgs {
     /// Nodes to include: `name`, `+name` (and parents), `name+` (and
     /// children), `2+name`, `@name`, `tag:x`, `path:models/staging`,
     /// `config.materialized:incremental`, `resource_type:seed`,
-    /// `source:s.t`; space-separated for union, comma for intersection.
+    /// `source:s.t`, `feature_view:name`, `feature_service:name`;
+    /// space-separated for union, comma for intersection.
     #[arg(long, short = 's', value_name = "SELECTOR", num_args = 1.., alias = "models", short_alias = 'm')]
     pub select: Vec<String>,
     /// Nodes to leave out, same syntax as --select.
@@ -226,7 +234,9 @@ pub struct LsArgs {
     pub project: ProjectArgs,
     #[command(flatten)]
     pub select: SelectArgs,
-    /// Only nodes of these types.
+    /// Only nodes of these types. Without it: models, seeds, tests,
+    /// sources and feature views. Entities and feature services are listed
+    /// only when asked for, and --select does not narrow them.
     #[arg(long, value_enum, value_name = "TYPE", num_args = 1.., value_delimiter = ',')]
     pub resource_type: Vec<ResourceTypeArg>,
     /// How to print each node: `selector` (dbt's dotted fqn), `name`,
@@ -258,17 +268,50 @@ pub enum ResourceTypeArg {
     Seed,
     Test,
     Source,
+    #[value(name = "feature_view", alias = "feature-view")]
+    FeatureView,
+    Entity,
+    #[value(name = "feature_service", alias = "feature-service")]
+    FeatureService,
 }
 
 impl ResourceTypeArg {
-    pub fn to_resource_type(self) -> lake_compiler::ResourceType {
+    /// The node type; `None` for the feature store's kinds, which are not
+    /// nodes.
+    pub fn to_resource_type(self) -> Option<lake_compiler::ResourceType> {
         match self {
-            ResourceTypeArg::Model => lake_compiler::ResourceType::Model,
-            ResourceTypeArg::Seed => lake_compiler::ResourceType::Seed,
-            ResourceTypeArg::Test => lake_compiler::ResourceType::Test,
-            ResourceTypeArg::Source => lake_compiler::ResourceType::Source,
+            ResourceTypeArg::Model => Some(lake_compiler::ResourceType::Model),
+            ResourceTypeArg::Seed => Some(lake_compiler::ResourceType::Seed),
+            ResourceTypeArg::Test => Some(lake_compiler::ResourceType::Test),
+            ResourceTypeArg::Source => Some(lake_compiler::ResourceType::Source),
+            ResourceTypeArg::FeatureView
+            | ResourceTypeArg::Entity
+            | ResourceTypeArg::FeatureService => None,
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FeaturesCommand {
+    /// List the entities, feature views (entities, source relation,
+    /// timestamp field, ttl, features) and feature services of the project.
+    Ls(FeaturesLsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FeaturesLsArgs {
+    #[command(flatten)]
+    pub project: ProjectArgs,
+    /// `table` for people, or `json` for one object with `entities`,
+    /// `feature_views` and `feature_services`.
+    #[arg(long, short = 'o', value_enum, default_value_t = FeaturesOutput::Table)]
+    pub output: FeaturesOutput,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FeaturesOutput {
+    Table,
+    Json,
 }
 
 /// How `lake sql` and `lake show` print rows.

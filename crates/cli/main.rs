@@ -78,6 +78,9 @@ fn main() -> ExitCode {
         Command::Source {
             command: args::SourceCommand::Freshness(args),
         } => commands::freshness::run(args),
+        Command::Features {
+            command: args::FeaturesCommand::Ls(args),
+        } => commands::features::ls(args),
         Command::Sql(args) => commands::sql::run(args),
         Command::Show(args) => commands::sql::show(args),
         Command::Serve(args) => commands::serve::run(args),

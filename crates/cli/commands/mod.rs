@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod build;
 pub mod compile;
+pub mod features;
 pub mod freshness;
 pub mod init;
 pub mod ls;

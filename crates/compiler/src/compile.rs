@@ -13,6 +13,7 @@ use serde_json::{Map, Value as Json};
 
 use crate::config::{self, ConfigMap, NodeConfig};
 use crate::error::{CompileError, CompileErrors, Location, RefKind, suggest};
+use crate::features;
 use crate::generic_tests::{self, TestSpec};
 use crate::jinja::{self, Capture, MacroFile, RefTarget, Registry, Relation, Renderer};
 use crate::manifest::{
@@ -101,6 +102,7 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
     let mut seed_patches: HashMap<String, Patch> = HashMap::new();
     let mut source_props: Vec<(String, properties::SourceProperties)> = Vec::new();
     let mut name_lines: HashMap<String, yaml::NameLines> = HashMap::new();
+    let mut feature_decls: Vec<features::Declared<'_>> = Vec::new();
     let parsed_files: Vec<(
         &String,
         &String,
@@ -118,7 +120,7 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
             )
         })
         .collect();
-    for (file, _text, lines, parsed) in parsed_files {
+    for (file, text, lines, parsed) in parsed_files {
         let lines = name_lines.entry(file.clone()).or_insert(lines);
         let parsed: PropertiesFile = match parsed {
             Ok(p) => p,
@@ -156,6 +158,16 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
         }
         for source in parsed.sources {
             source_props.push((file.clone(), source));
+        }
+        let decl = features::Declared {
+            file,
+            text,
+            entities: parsed.entities,
+            views: parsed.feature_views,
+            services: parsed.feature_services,
+        };
+        if !decl.is_empty() {
+            feature_decls.push(decl);
         }
     }
 
@@ -702,6 +714,21 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
     }
     clock.lap("generic tests");
 
+    // Entities, feature views and feature services (not in the DAG).
+    let feature_defs = features::build(
+        &feature_decls,
+        &features::Catalog {
+            project: &project.name,
+            nodes: &nodes,
+            sources: &sources,
+            names: &name_files,
+            disabled: &disabled,
+            renderer: &renderer,
+        },
+        &mut errors,
+    );
+    drop(feature_decls);
+
     // Dependencies.
     let mut parent_map: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for node in nodes.values_mut() {
@@ -783,6 +810,9 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
         docs: found.docs,
         parent_map,
         child_map,
+        entities: feature_defs.entities,
+        feature_views: feature_defs.feature_views,
+        feature_services: feature_defs.feature_services,
     };
 
     // Resolve refs. Ephemeral models first, parents before children, since

@@ -1,7 +1,8 @@
 //! `lake-compiler` owns everything between a project folder and a
 //! [`Manifest`]: loading `lake_project.yml` (or an unmodified
 //! `dbt_project.yml`), discovering models, seeds, macros, tests and
-//! properties YAML, rendering Jinja SQL with dbt's context, resolving configs
+//! properties YAML (with the feature store's entities, feature views and
+//! feature services), rendering Jinja SQL with dbt's context, resolving configs
 //! with dbt's precedence, building generic tests and the DAG, node
 //! selection, and writing `target/manifest.json` and the compiled SQL.
 //!
@@ -14,6 +15,7 @@ pub mod config;
 pub mod contract;
 mod dag;
 mod error;
+mod features;
 pub mod generic_tests;
 mod jinja;
 pub mod manifest;
@@ -26,7 +28,11 @@ mod yaml;
 pub use compile::{CompileOptions, Compiled, compile, inject_ctes};
 pub use config::{NodeConfig, OneOrMany};
 pub use error::{CompileError, CompileErrors, Location, RefKind, suggest};
-pub use manifest::{ColumnInfo, Manifest, Node, ResourceType, SourceDefinition};
+pub use features::{format_ttl, parse_ttl};
+pub use manifest::{
+    ColumnInfo, Entity, FeatureField, FeatureRef, FeatureService, FeatureView, Manifest, Node,
+    ResourceType, SourceDefinition,
+};
 pub use project::{LakeSettings, PROJECT_FILE_NAMES, ProjectFile, TargetSettings};
 pub use select::{select, wildcard_match};
 pub use write::{WriteStats, write_artifacts};

@@ -1,6 +1,7 @@
 //! The compiler's output: a serde-serializable manifest in dbt's shape where
 //! it fits (`nodes` keyed by `unique_id`, `sources`, `parent_map`,
-//! `child_map`), written to `target/manifest.json`.
+//! `child_map`), plus the feature store's entities, feature views and
+//! feature services, written to `target/manifest.json`.
 
 use std::collections::BTreeMap;
 
@@ -188,6 +189,105 @@ pub struct ManifestMetadata {
     pub vars: IndexMap<String, Json>,
 }
 
+/// What identifies a row of a feature view (Feast's entity): a name and the
+/// columns that join on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entity {
+    pub name: String,
+    pub join_keys: Vec<String>,
+    #[serde(default)]
+    pub description: String,
+    pub original_file_path: String,
+    #[serde(default)]
+    pub line: usize,
+}
+
+/// One feature of a feature view: a column of its source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureField {
+    pub name: String,
+    #[serde(default)]
+    pub dtype: Option<String>,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// Features of one entity (or several) read from a model, seed or source,
+/// with the timestamp that point-in-time joins go by.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureView {
+    /// `feature_view.<project>.<name>`.
+    pub unique_id: String,
+    pub name: String,
+    /// Entity names, as declared.
+    pub entities: Vec<String>,
+    /// The entities' join keys in order, without duplicates.
+    pub join_keys: Vec<String>,
+    /// Unique id of the model, seed or source it reads.
+    pub source: String,
+    /// The relation it reads (`curated.customer_daily_stats`).
+    pub source_relation: String,
+    pub timestamp_field: String,
+    #[serde(default)]
+    pub created_timestamp_field: Option<String>,
+    /// How far back a feature row stays valid; `None`: unbounded.
+    #[serde(default)]
+    pub ttl_seconds: Option<u64>,
+    pub features: Vec<FeatureField>,
+    /// Whether an online table (latest row per key) is kept.
+    #[serde(default = "default_true")]
+    pub online: bool,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub original_file_path: String,
+    #[serde(default)]
+    pub line: usize,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl FeatureView {
+    /// The feature named `name`.
+    pub fn feature(&self, name: &str) -> Option<&FeatureField> {
+        self.features.iter().find(|f| f.name == name)
+    }
+}
+
+/// One feature of one view (`customer_stats:orders_30d`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FeatureRef {
+    pub view: String,
+    pub feature: String,
+}
+
+impl std::fmt::Display for FeatureRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.view, self.feature)
+    }
+}
+
+/// A named set of features (Feast's feature service), the unit a model is
+/// trained and served with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureService {
+    /// `feature_service.<project>.<name>`.
+    pub unique_id: String,
+    pub name: String,
+    /// Whole views expanded into their features, in declaration order.
+    pub features: Vec<FeatureRef>,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub original_file_path: String,
+    #[serde(default)]
+    pub line: usize,
+}
+
 /// Everything the engine needs to run a project.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -202,6 +302,15 @@ pub struct Manifest {
     pub parent_map: BTreeMap<String, Vec<String>>,
     /// Downstream unique ids of every node and source.
     pub child_map: BTreeMap<String, Vec<String>>,
+    /// Entities by name.
+    #[serde(default)]
+    pub entities: IndexMap<String, Entity>,
+    /// Feature views by name (not in the node DAG).
+    #[serde(default)]
+    pub feature_views: IndexMap<String, FeatureView>,
+    /// Feature services by name.
+    #[serde(default)]
+    pub feature_services: IndexMap<String, FeatureService>,
 }
 
 impl Manifest {
@@ -218,6 +327,38 @@ impl Manifest {
         self.nodes
             .values()
             .find(|n| n.name == name && n.resource_type != ResourceType::Test)
+    }
+
+    /// Turns `view:feature` and whole-`view` references into features, in
+    /// order and without duplicates. The error names the unknown view or
+    /// feature, with a "did you mean" suggestion.
+    pub fn resolve_features(&self, refs: &[String]) -> Result<Vec<FeatureRef>, String> {
+        let mut out: Vec<FeatureRef> = Vec::new();
+        for text in refs {
+            let resolved = resolve_feature_ref(&self.feature_views, text)
+                .map_err(|e| format!("{}; {}", e.message, e.hint))?;
+            for r in resolved {
+                if !out.contains(&r) {
+                    out.push(r);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The features of the feature service `name`.
+    pub fn feature_service_refs(&self, name: &str) -> Result<Vec<FeatureRef>, String> {
+        match self.feature_services.get(name) {
+            Some(service) => Ok(service.features.clone()),
+            None => Err(format!(
+                "unknown feature service '{name}'; {}",
+                did_you_mean(
+                    name,
+                    self.feature_services.keys().map(String::as_str),
+                    "feature services are declared under `feature_services:` in properties YAML",
+                )
+            )),
+        }
     }
 
     /// Node unique ids in an order where every node comes after its
@@ -249,6 +390,83 @@ impl Manifest {
             }
         }
         order
+    }
+}
+
+/// Why a feature reference does not resolve.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct FeatureRefError {
+    pub message: String,
+    pub hint: String,
+}
+
+/// `view:feature` to one feature, `view` to all of the view's features.
+pub(crate) fn resolve_feature_ref(
+    views: &IndexMap<String, FeatureView>,
+    text: &str,
+) -> Result<Vec<FeatureRef>, FeatureRefError> {
+    let (view_name, feature) = match text.split_once(':') {
+        Some((v, f)) => (v.trim(), Some(f.trim())),
+        None => (text.trim(), None),
+    };
+    if view_name.is_empty() || feature.is_some_and(|f| f.is_empty() || f.contains(':')) {
+        return Err(FeatureRefError {
+            message: format!("invalid feature reference '{text}'"),
+            hint: "write `view:feature` for one feature, or `view` for all of a view's features"
+                .into(),
+        });
+    }
+    let Some(view) = views.get(view_name) else {
+        return Err(FeatureRefError {
+            message: format!("unknown feature view '{view_name}'"),
+            hint: did_you_mean(
+                view_name,
+                views.keys().map(String::as_str),
+                "feature views are declared under `feature_views:` in properties YAML",
+            ),
+        });
+    };
+    match feature {
+        None => Ok(view
+            .features
+            .iter()
+            .map(|f| FeatureRef {
+                view: view.name.clone(),
+                feature: f.name.clone(),
+            })
+            .collect()),
+        Some(feature) if view.feature(feature).is_some() => Ok(vec![FeatureRef {
+            view: view.name.clone(),
+            feature: feature.to_string(),
+        }]),
+        Some(feature) => Err(FeatureRefError {
+            message: format!("feature view '{view_name}' has no feature '{feature}'"),
+            hint: did_you_mean(
+                feature,
+                view.features.iter().map(|f| f.name.as_str()),
+                &format!(
+                    "its features are: {}",
+                    view.features
+                        .iter()
+                        .map(|f| f.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+        }),
+    }
+}
+
+/// "did you mean 'x'?" when a candidate is close, else `otherwise`.
+pub(crate) fn did_you_mean<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+    otherwise: &str,
+) -> String {
+    match crate::error::suggest(name, candidates).as_slice() {
+        [] => otherwise.to_string(),
+        [one] => format!("did you mean '{one}'?"),
+        many => format!("did you mean one of: {}?", many.join(", ")),
     }
 }
 

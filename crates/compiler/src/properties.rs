@@ -1,5 +1,6 @@
 //! Properties YAML (`models/**/*.yml`): `models:`, `seeds:`, `sources:` with
-//! their descriptions, columns, configs and tests.
+//! their descriptions, columns, configs and tests, and the feature store's
+//! `entities:`, `feature_views:` and `feature_services:`.
 
 use serde::Deserialize;
 use serde_json::{Map, Value as Json};
@@ -16,6 +17,64 @@ pub struct PropertiesFile {
     pub seeds: Vec<NodeProperties>,
     #[serde(default)]
     pub sources: Vec<SourceProperties>,
+    #[serde(default)]
+    pub entities: Vec<EntityProperties>,
+    #[serde(default)]
+    pub feature_views: Vec<FeatureViewProperties>,
+    #[serde(default)]
+    pub feature_services: Vec<FeatureServiceProperties>,
+}
+
+/// An `entities:` entry: what identifies a row of a feature view.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct EntityProperties {
+    pub name: String,
+    #[serde(default)]
+    pub join_keys: Vec<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// A `feature_views:` entry. Required keys are options here so that a
+/// missing one is reported with the entry's line, next to every other
+/// problem of the run.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct FeatureViewProperties {
+    pub name: String,
+    #[serde(default)]
+    pub entities: Vec<String>,
+    /// A model or seed name, or `source_name.table_name`.
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub timestamp_field: Option<String>,
+    #[serde(default)]
+    pub created_timestamp_field: Option<String>,
+    /// `30d`, `1d12h`, or a number of seconds.
+    #[serde(default)]
+    pub ttl: Option<Json>,
+    /// Each a name, or `{name, dtype, description}`.
+    #[serde(default)]
+    pub features: Vec<Json>,
+    #[serde(default)]
+    pub online: Option<bool>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// A `feature_services:` entry.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct FeatureServiceProperties {
+    pub name: String,
+    /// Each `view:feature`, or a whole `view`.
+    #[serde(default)]
+    pub features: Vec<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 /// A `models:` or `seeds:` entry.

@@ -3,16 +3,21 @@
 //! `resource_type:model`, `source:s.t`, `fqn:`, `test_type:`, `test_name:`,
 //! `*` wildcards; space-separated unions, comma intersections, `--exclude`.
 //! Tests follow the nodes they test (dbt's "eager" indirect selection).
+//! Feature views are selected by `feature_view:name`, `feature_service:name`
+//! (the views it uses), `entity:name` (the views keyed by it), `tag:`,
+//! `path:`, `file:`, `package:` and `resource_type:feature_view` (never by a
+//! bare name); `+feature_view:x` adds the model, seed or source it reads and
+//! its ancestors, and `model+` the feature views that read the model.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use serde_json::Value as Json;
 
 use crate::error::CompileError;
 use crate::manifest::{Manifest, ResourceType};
 
-/// Resolves `--select` and `--exclude` to unique ids (nodes and sources).
-/// An empty `select` selects everything.
+/// Resolves `--select` and `--exclude` to unique ids (nodes, sources and
+/// feature views). An empty `select` selects everything.
 pub fn select(
     manifest: &Manifest,
     select: &[String],
@@ -36,6 +41,7 @@ fn all_ids(manifest: &Manifest) -> BTreeSet<String> {
         .keys()
         .chain(manifest.sources.keys())
         .cloned()
+        .chain(manifest.feature_views.values().map(|v| v.unique_id.clone()))
         .collect()
 }
 
@@ -174,13 +180,33 @@ fn walk(
         Direction::Parents => &manifest.parent_map,
         Direction::Children => &manifest.child_map,
     };
+    // Feature views sit outside the DAG, each below the one thing it reads.
+    let mut views: HashMap<&str, Vec<&str>> = HashMap::new();
+    for v in manifest.feature_views.values() {
+        match direction {
+            Direction::Parents => views
+                .entry(v.unique_id.as_str())
+                .or_default()
+                .push(v.source.as_str()),
+            Direction::Children => views
+                .entry(v.source.as_str())
+                .or_default()
+                .push(v.unique_id.as_str()),
+        }
+    }
     let mut seen = BTreeSet::new();
     let mut queue: VecDeque<(&str, usize)> = start.iter().map(|s| (s.as_str(), 0)).collect();
     while let Some((id, d)) = queue.pop_front() {
         if depth.is_some_and(|max| d >= max) {
             continue;
         }
-        for next in map.get(id).into_iter().flatten() {
+        let nexts = map
+            .get(id)
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .chain(views.get(id).into_iter().flatten().copied());
+        for next in nexts {
             // Tests are leaves that selection adds on its own.
             if manifest
                 .nodes
@@ -189,7 +215,7 @@ fn walk(
             {
                 continue;
             }
-            if seen.insert(next.clone()) {
+            if seen.insert(next.to_string()) {
                 queue.push_back((next, d + 1));
             }
         }
@@ -265,11 +291,15 @@ fn match_method(
                             .next()
                             .is_some_and(|f| wildcard_match(value, f)))
             }
-            "resource_type" => {
-                ResourceType::parse(value).ok_or_else(|| {
-                    format!("unknown resource type '{value}'; lake knows model, seed, test, source")
-                })? == node.resource_type
-            }
+            "resource_type" => match ResourceType::parse(value) {
+                Some(t) => t == node.resource_type,
+                None if value == FEATURE_VIEW => false,
+                None => {
+                    return Err(format!(
+                        "unknown resource type '{value}'; lake knows model, seed, test, source, feature_view"
+                    ));
+                }
+            },
             "package" => node.package_name == value,
             "test_type" => {
                 node.resource_type == ResourceType::Test
@@ -288,14 +318,14 @@ fn match_method(
                 .test_metadata
                 .as_ref()
                 .is_some_and(|t| wildcard_match(value, &t.name)),
-            "source" => false,
+            "source" | FEATURE_VIEW | "feature_service" | "entity" => false,
             m if m.starts_with("config.") => {
                 let key = &m["config.".len()..];
                 config_match(node.config.get(key).as_ref(), value)
             }
             other => {
                 return Err(format!(
-                    "unknown selector method '{other}'; lake knows fqn, tag, path, file, config.<key>, resource_type, source, package, test_type, test_name"
+                    "unknown selector method '{other}'; lake knows fqn, tag, path, file, config.<key>, resource_type, source, feature_view, feature_service, entity, package, test_type, test_name"
                 ));
             }
         };
@@ -323,8 +353,36 @@ fn match_method(
             out.insert(source.unique_id.clone());
         }
     }
+    for view in manifest.feature_views.values() {
+        let hit = match method {
+            FEATURE_VIEW => wildcard_match(value, &view.name),
+            "feature_service" => manifest.feature_services.values().any(|s| {
+                wildcard_match(value, &s.name) && s.features.iter().any(|f| f.view == view.name)
+            }),
+            "entity" => view.entities.iter().any(|e| wildcard_match(value, e)),
+            "resource_type" => value == FEATURE_VIEW,
+            "tag" => view.tags.iter().any(|t| wildcard_match(value, t)),
+            "path" => path_match(&view.original_file_path, value),
+            "file" => {
+                path_match(&view.original_file_path, value)
+                    || view
+                        .original_file_path
+                        .rsplit('/')
+                        .next()
+                        .is_some_and(|f| wildcard_match(value, f))
+            }
+            "package" => manifest.metadata.project_name == value,
+            _ => false,
+        };
+        if hit {
+            out.insert(view.unique_id.clone());
+        }
+    }
     Ok(out)
 }
+
+/// The selector method and resource type of feature views.
+const FEATURE_VIEW: &str = "feature_view";
 
 fn config_match(config: Option<&Json>, value: &str) -> bool {
     match config {

@@ -97,6 +97,7 @@ fn digest(manifest: &Manifest) -> String {
         )
         .unwrap();
     }
+    feature_digest(manifest, &mut out);
     if !manifest.docs.is_empty() {
         writeln!(
             out,
@@ -106,6 +107,84 @@ fn digest(manifest: &Manifest) -> String {
         .unwrap();
     }
     out
+}
+
+/// Entities, feature views and feature services, one line each (nothing
+/// when the project declares none).
+fn feature_digest(manifest: &Manifest, out: &mut String) {
+    for e in manifest.entities.values() {
+        writeln!(
+            out,
+            "## entity {} ({}:{})\njoin_keys: {}",
+            e.name,
+            e.original_file_path,
+            e.line,
+            e.join_keys.join(", ")
+        )
+        .unwrap();
+        if !e.description.is_empty() {
+            writeln!(out, "description: {}", e.description).unwrap();
+        }
+        out.push('\n');
+    }
+    for v in manifest.feature_views.values() {
+        writeln!(
+            out,
+            "## {} ({}:{})\nentities: {} | join_keys: {} | online: {}",
+            v.unique_id,
+            v.original_file_path,
+            v.line,
+            v.entities.join(", "),
+            v.join_keys.join(", "),
+            v.online
+        )
+        .unwrap();
+        writeln!(
+            out,
+            "source: {} ({}) | timestamp: {} | created: {} | ttl_seconds: {}",
+            v.source,
+            v.source_relation,
+            v.timestamp_field,
+            v.created_timestamp_field.as_deref().unwrap_or("-"),
+            v.ttl_seconds.map_or("-".to_string(), |t| t.to_string())
+        )
+        .unwrap();
+        for f in &v.features {
+            let line = format!(
+                "feature: {} {} {}",
+                f.name,
+                f.dtype.as_deref().unwrap_or("-"),
+                f.description
+            );
+            writeln!(out, "{}", line.trim_end()).unwrap();
+        }
+        if !v.tags.is_empty() {
+            writeln!(out, "tags: {}", v.tags.join(", ")).unwrap();
+        }
+        if !v.description.is_empty() {
+            writeln!(out, "description: {}", v.description).unwrap();
+        }
+        out.push('\n');
+    }
+    for s in manifest.feature_services.values() {
+        let features: Vec<String> = s.features.iter().map(ToString::to_string).collect();
+        writeln!(
+            out,
+            "## {} ({}:{})\nfeatures: {}",
+            s.unique_id,
+            s.original_file_path,
+            s.line,
+            features.join(", ")
+        )
+        .unwrap();
+        if !s.tags.is_empty() {
+            writeln!(out, "tags: {}", s.tags.join(", ")).unwrap();
+        }
+        if !s.description.is_empty() {
+            writeln!(out, "description: {}", s.description).unwrap();
+        }
+        out.push('\n');
+    }
 }
 
 fn snapshot_good(name: &str) {
@@ -140,6 +219,11 @@ fn features() {
 }
 
 #[test]
+fn feature_store() {
+    snapshot_good("feature_store");
+}
+
+#[test]
 fn broken_projects() {
     let mut names: Vec<String> = std::fs::read_dir(fixture(""))
         .unwrap()
@@ -162,6 +246,8 @@ fn every_error_names_a_file_or_the_cycle() {
         "err_bad_yaml",
         "err_many",
         "err_contract",
+        "err_feature_views",
+        "err_feature_services",
     ] {
         let err = compile_fixture(name).err().unwrap();
         for e in err.errors() {

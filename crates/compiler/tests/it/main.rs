@@ -2,6 +2,7 @@
 //! in `tests/fixtures/` (good ones and broken ones), selection semantics,
 //! config precedence and vars.
 
+mod feature_views;
 mod fixtures;
 mod selection;
 mod semantics;
