@@ -1,0 +1,3 @@
+//! lake-features' integration tests: one binary.
+
+mod pit;
