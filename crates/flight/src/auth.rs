@@ -27,9 +27,10 @@ use prost::Message;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::commands::LakeCommand;
 use crate::error::ServeError;
 use crate::log::{RequestLog, RequestLogSink};
-use crate::service::LakeFlightSql;
+use crate::service::{LakeFlightSql, principal};
 use crate::stream::logged;
 
 /// How long a handshake without an `authorization` header may take to send
@@ -224,7 +225,22 @@ impl FlightService for AuthGate {
         mut request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let log = self.admit(&mut request, "GetFlightInfo")?;
-        let result = self.inner.get_flight_info(request).await;
+        let result = match LakeCommand::parse(&request.get_ref().cmd) {
+            Some(command) => {
+                log.set_command(command.as_ref().map_or("lake command", |c| c.name()));
+                match (command, principal(&request)) {
+                    (Ok(command), Ok(principal)) => self
+                        .inner
+                        .lake_flight_info(&principal, command, request.into_inner())
+                        .await
+                        .map(Response::new)
+                        .map_err(Status::from),
+                    (Err(e), _) => Err(Status::from(e)),
+                    (_, Err(status)) => Err(status),
+                }
+            }
+            None => self.inner.get_flight_info(request).await,
+        };
         log.finish(&result);
         result
     }
@@ -254,7 +270,16 @@ impl FlightService for AuthGate {
         mut request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
         let log = self.admit(&mut request, "DoGet")?;
-        match self.inner.do_get(request).await {
+        let principal = principal(&request)?;
+        let lake = self
+            .inner
+            .lake_do_get(&principal, &request.get_ref().ticket, Some(log.clone()))
+            .await;
+        let result = match lake {
+            Some(stream) => stream.map(Response::new).map_err(Status::from),
+            None => self.inner.do_get(request).await,
+        };
+        match result {
             // The line is written when the stream ends or is dropped.
             Ok(response) => Ok(response.map(|stream| logged(stream, log))),
             Err(status) => {
@@ -279,9 +304,20 @@ impl FlightService for AuthGate {
         mut request: Request<Streaming<FlightData>>,
     ) -> Result<Response<Self::DoExchangeStream>, Status> {
         let log = self.admit(&mut request, "DoExchange")?;
-        let result = self.inner.do_exchange(request).await;
-        log.finish(&result);
-        result
+        let principal = principal(&request)?;
+        match self
+            .inner
+            .lake_do_exchange(&principal, request.into_inner(), Some(log.clone()))
+            .await
+        {
+            // The line is written when the stream ends or is dropped.
+            Ok(stream) => Ok(Response::new(logged(stream, log))),
+            Err(e) => {
+                let status = Status::from(e);
+                log.finish::<()>(&Err(status.clone()));
+                Err(status)
+            }
+        }
     }
 
     async fn do_action(

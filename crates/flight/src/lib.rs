@@ -44,7 +44,9 @@
 
 mod auth;
 mod client;
+mod commands;
 mod error;
+mod features;
 mod ingest;
 mod log;
 mod metadata;
@@ -56,7 +58,12 @@ mod stream;
 mod ticket;
 
 pub use client::{ClientError, Connection, Login, RemoteRows, RemoteTable};
+pub use commands::{
+    COMMAND_TYPE_URL, Command, ListFeatureServices, OnlineFeaturesRequest, SpineSource,
+    TrainingSetRequest, TrainingSetTicket, command, command_as_any, spine_source,
+};
 pub use error::ServeError;
+pub use features::DEFAULT_SPINE_ROWS_PER_ENDPOINT;
 pub use ingest::INGEST_ZONE;
 pub use log::{Outcome, RequestLogSink, RequestRecord};
 pub use pinned::PiiColumns;

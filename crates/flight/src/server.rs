@@ -48,6 +48,8 @@ pub struct FlightServer {
     pii: PiiColumns,
     log: RequestLogSink,
     metrics: ServerMetrics,
+    manifest: Option<Arc<lake_compiler::Manifest>>,
+    spine_rows_per_endpoint: usize,
 }
 
 impl std::fmt::Debug for FlightServer {
@@ -74,6 +76,8 @@ impl FlightServer {
             pii: PiiColumns::default(),
             log: stderr_sink(),
             metrics: ServerMetrics::default(),
+            manifest: None,
+            spine_rows_per_endpoint: crate::features::DEFAULT_SPINE_ROWS_PER_ENDPOINT,
         }
     }
 
@@ -105,6 +109,20 @@ impl FlightServer {
         C::Item: Into<String>,
     {
         self.pii = PiiColumns::new(tables);
+        self
+    }
+
+    /// The project whose feature views and services the server answers
+    /// training-set and online-feature commands for.
+    pub fn with_project(mut self, manifest: Arc<lake_compiler::Manifest>) -> Self {
+        self.manifest = Some(manifest);
+        self
+    }
+
+    /// A training set whose spine has more rows than this is served in
+    /// several endpoints (tickets), so a client can fetch them in parallel.
+    pub fn with_spine_rows_per_endpoint(mut self, rows: usize) -> Self {
+        self.spine_rows_per_endpoint = rows.max(1);
         self
     }
 
@@ -187,6 +205,13 @@ impl FlightServer {
             xdbc: metadata::xdbc_type_info()?,
             limit: QueryLimit::new(self.max_concurrent_queries, self.metrics.clone()),
             pii: Arc::new(self.pii),
+            features: self.manifest.map(|manifest| {
+                Arc::new(crate::features::Features {
+                    manifest,
+                    online: lake_features::OnlineStore::new(self.session.root().clone()),
+                    spine_rows_per_endpoint: self.spine_rows_per_endpoint,
+                })
+            }),
             session: self.session,
         });
         Ok(AuthGate::new(service, self.authenticator, self.log))

@@ -52,18 +52,20 @@ pub(crate) struct ServerState {
     pub sql_info_writable: SqlInfoData,
     pub sql_info_read_only: SqlInfoData,
     pub xdbc: XdbcTypeInfoData,
+    /// The project's feature views, when the server has a project.
+    pub features: Option<Arc<crate::features::Features>>,
 }
 
 /// The Flight SQL service of a lake.
 #[derive(Clone)]
 pub(crate) struct LakeFlightSql {
-    state: Arc<ServerState>,
+    pub(crate) state: Arc<ServerState>,
 }
 
 type DoGetResponse = Result<Response<<LakeFlightSql as FlightService>::DoGetStream>, Status>;
 
 /// The caller, put there by the auth gate.
-fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
+pub(crate) fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
     request
         .extensions()
         .get::<Principal>()
