@@ -126,6 +126,22 @@ impl<'a> OnlineRefresh<'a> {
         )
     }
 
+    /// A merged row replaces the stored one only when it is later by
+    /// (timestamp, created timestamp): re-merging the rows at the watermark
+    /// changes nothing.
+    fn newer_condition(&self) -> String {
+        let ts = quote_ident(&self.view.timestamp_field);
+        let mut condition = format!("source.{ts} > target.{ts}");
+        if let Some(c) = &self.view.created_timestamp_field {
+            let c = quote_ident(c);
+            condition = format!(
+                "{condition} OR (source.{ts} = target.{ts} AND source.{c} IS NOT NULL \
+                 AND (target.{c} IS NULL OR source.{c} > target.{c}))"
+            );
+        }
+        condition
+    }
+
     async fn run(self) -> Result<OnlineOutcome> {
         let name = online_table_name(self.view);
         let root = self.session.root().clone();
@@ -170,6 +186,7 @@ impl<'a> OnlineRefresh<'a> {
                 self.session.state(),
             )
             .with_add_columns(true)
+            .with_update_condition(self.newer_condition())
             .with_metadata("lake.node", node)
             .with_metadata("lake.run_id", run_id)
             .await?

@@ -242,6 +242,7 @@ pub struct TableMerge {
     keys: Vec<String>,
     session: Arc<SessionState>,
     add_columns: bool,
+    update_condition: Option<String>,
     metadata: Vec<(String, Json)>,
 }
 
@@ -267,8 +268,16 @@ impl TableMerge {
             keys,
             session,
             add_columns: false,
+            update_condition: None,
             metadata: Vec::new(),
         }
+    }
+
+    /// Updates a matched row only where this SQL condition holds (over
+    /// `source.` and `target.` columns); other matches are left as they are.
+    pub fn with_update_condition(mut self, condition: impl Into<String>) -> Self {
+        self.update_condition = Some(condition.into());
+        self
     }
 
     /// Adds the source's new columns to the table.
@@ -300,6 +309,7 @@ impl TableMerge {
             .join(" AND ");
         let session: Arc<dyn Session> = self.session.clone();
         let update_columns = columns.clone();
+        let update_condition = self.update_condition.clone();
         let (table, metrics) = table
             .merge(self.source, predicate)
             .with_source_alias("source")
@@ -308,6 +318,9 @@ impl TableMerge {
             .with_merge_schema(self.add_columns)
             .with_commit_properties(commit_properties(&self.metadata))
             .when_matched_update(|mut update| {
+                if let Some(condition) = update_condition {
+                    update = update.predicate(condition);
+                }
                 for c in &update_columns {
                     update = update.update(quote_ident(c), format!("source.{}", quote_ident(c)));
                 }

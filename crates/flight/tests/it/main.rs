@@ -2,6 +2,7 @@
 //! arrow-flight's Flight SQL client over tonic.
 
 mod auth;
+mod features;
 mod ingest;
 mod metadata;
 mod queries;
