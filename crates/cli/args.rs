@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::builder::TypedValueParser as _;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 
 /// lake: a lakehouse query-and-transform SQL engine.
 ///
@@ -35,9 +35,14 @@ pub enum Command {
     ///
     /// Each model's tests run right after it; a model that fails, or an
     /// `error` test that fails, skips everything downstream while the rest
-    /// of the DAG goes on. Results go to target/run_results.json.
+    /// of the DAG goes on. Then the online table of each feature view (in
+    /// the `features` zone: the latest values per entity key) takes the
+    /// source rows newer than it holds, for the views selected and those
+    /// whose source ran (see docs/features.md). Results go to
+    /// target/run_results.json.
     Build(RunArgs),
-    /// Run models only (no seeds, no tests).
+    /// Run models only (no seeds, no tests), then refresh online tables as
+    /// `lake build` does.
     Run(RunArgs),
     /// Load seeds (CSV files) into the raw zone.
     Seed(RunArgs),
@@ -57,6 +62,19 @@ pub enum Command {
         #[command(subcommand)]
         command: FeaturesCommand,
     },
+    /// Write a point-in-time-correct training set to a Parquet file: the
+    /// spine's rows with the features of a feature service (or a list of
+    /// features) as they stood at each row's event time.
+    ///
+    /// For each spine row and feature view: among the view's rows with the
+    /// same join keys and `event_timestamp - ttl <= timestamp_field <=
+    /// event_timestamp`, the latest (ties broken by the latest
+    /// `created_timestamp_field`); no such row gives NULLs. Every spine row
+    /// comes out exactly once, in spine order, with all its own columns
+    /// (labels included), then one column per feature named
+    /// `<view>__<feature>`. The file is written batch by batch under
+    /// `<output>.tmp` and renamed when complete. See docs/features.md.
+    TrainingSet(TrainingSetArgs),
     /// Query every zone of the lake with SQL: an interactive prompt, or the
     /// statements of -c, -f or stdin.
     ///
@@ -306,6 +324,44 @@ pub struct FeaturesLsArgs {
     /// `feature_views` and `feature_services`.
     #[arg(long, short = 'o', value_enum, default_value_t = FeaturesOutput::Table)]
     pub output: FeaturesOutput,
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("selection").required(true).args(["feature_service", "features"])))]
+#[command(group(ArgGroup::new("spine").required(true).args(["spine_table", "spine_sql", "spine_file"])))]
+pub struct TrainingSetArgs {
+    #[command(flatten)]
+    pub lake: LakeArgs,
+    /// Variables for var(), as YAML or JSON, when compiling the project.
+    #[arg(long, value_name = "YAML")]
+    pub vars: Option<String>,
+    /// The feature service whose features to join (`lake features ls`
+    /// lists them).
+    #[arg(long, value_name = "NAME")]
+    pub feature_service: Option<String>,
+    /// The features to join, comma-separated: `view:feature`, or `view` for
+    /// all of a view's features.
+    #[arg(long, value_name = "VIEW:FEATURE", value_delimiter = ',', num_args = 1..)]
+    pub features: Vec<String>,
+    /// The spine: a table or view of the lake, as `zone.name`.
+    #[arg(long, value_name = "TABLE")]
+    pub spine_table: Option<String>,
+    /// The spine: a read-only query over the lake.
+    #[arg(long, value_name = "SQL")]
+    pub spine_sql: Option<String>,
+    /// The spine: a Parquet file.
+    #[arg(long, value_name = "FILE")]
+    pub spine_file: Option<PathBuf>,
+    /// The Parquet file to write (replaced if it exists).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: PathBuf,
+    /// The spine's event time column (a timestamp or a date).
+    #[arg(long, value_name = "COLUMN", default_value = lake_features::DEFAULT_EVENT_TIMESTAMP)]
+    pub event_timestamp_column: String,
+    /// Name feature columns by the feature alone instead of
+    /// `<view>__<feature>` (an error if two views share a feature name).
+    #[arg(long)]
+    pub plain_feature_names: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -81,6 +81,7 @@ fn main() -> ExitCode {
         Command::Features {
             command: args::FeaturesCommand::Ls(args),
         } => commands::features::ls(args),
+        Command::TrainingSet(args) => commands::training_set::run(args),
         Command::Sql(args) => commands::sql::run(args),
         Command::Show(args) => commands::sql::show(args),
         Command::Serve(args) => commands::serve::run(args),

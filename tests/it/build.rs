@@ -484,7 +484,7 @@ fn the_example_project_builds() {
     let out = build(dir.path(), &[]);
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     assert!(
-        stdout(&out).contains("Finished 33 nodes"),
+        stdout(&out).contains("Finished 35 nodes and 2 online tables"),
         "{}",
         stdout(&out)
     );
@@ -601,13 +601,13 @@ fn seed_run_and_test_as_separate_steps_with_a_json_log() {
         .iter()
         .filter(|e| e["event"] == "node_finished")
         .collect();
-    assert_eq!(finished.len(), 4, "four seeds");
+    assert_eq!(finished.len(), 5, "five seeds");
     assert!(finished.iter().all(|e| e["result"]["status"] == "success"));
     assert_eq!(events.last().unwrap()["event"], "run_finished");
     let out = lake(dir.path(), &["run"]);
     assert!(out.status.success(), "{}", stdout(&out));
     assert!(
-        stdout(&out).contains("Finished 7 nodes"),
+        stdout(&out).contains("Finished 8 nodes and 2 online tables"),
         "{}",
         stdout(&out)
     );

@@ -44,7 +44,7 @@ fn compile_writes_manifest_and_compiled_sql() {
     let out = lake(dir.path(), &["compile"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains("Compiled 7 models, 4 seeds, 22 tests, 0 sources"),
+        stdout(&out).contains("Compiled 8 models, 5 seeds, 22 tests, 0 sources"),
         "{}",
         stdout(&out)
     );
@@ -102,7 +102,7 @@ fn compile_json_log_format() {
     let out = lake(dir.path(), &["compile", "--log-format", "json"]);
     assert!(out.status.success());
     let event: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
-    assert_eq!(event["models"], 7);
+    assert_eq!(event["models"], 8);
     assert_eq!(event["tests"], 22);
 }
 
@@ -180,6 +180,7 @@ fn ls_outputs_and_filters() {
         selectors.lines().collect::<Vec<_>>(),
         [
             "shop_ai.marts.customer_activity_daily",
+            "shop_ai.marts.customer_orders_daily",
             "shop_ai.marts.customer_summary",
             "shop_ai.marts.daily_revenue"
         ]

@@ -3,6 +3,7 @@
 
 mod build;
 mod cli;
+mod features;
 mod interop;
 mod lakeread;
 mod quality;

@@ -5,12 +5,18 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use std::time::Instant;
+
 use anyhow::anyhow;
-use lake_compiler::{Compiled, ResourceType};
-use lake_engine::{LakeSession, RunEvent, RunOptions, RunResults, Runner, SessionOptions, Status};
+use lake_compiler::{Compiled, FeatureView, Manifest, ResourceType};
+use lake_engine::{
+    AdapterResponse, LakeSession, NodeResult, RunEvent, RunOptions, RunResults, Runner,
+    SessionOptions, Status,
+};
+use lake_features::OnlineRefresh;
 use lake_storage::LakeRoot;
 
-use crate::args::{ExecArgs, LogFormat, RetryArgs, RunArgs};
+use crate::args::{ExecArgs, LogFormat, RetryArgs, RunArgs, SelectArgs};
 use crate::{CmdResult, Failure};
 
 /// Which nodes a command runs.
@@ -47,6 +53,16 @@ impl Kind {
 
 pub fn run(args: RunArgs, kind: Kind) -> CmdResult {
     let (compiled, selected) = super::compile_and_select(&args.project, &args.select)?;
+    // `build` and `run` keep the online tables of feature views; `seed` and
+    // `test` write no model.
+    let online = match kind {
+        Kind::Build | Kind::Run => Some(OnlineViews::new(
+            &compiled.manifest,
+            &selected,
+            &args.select,
+        )?),
+        Kind::Seed | Kind::Test => None,
+    };
     let selected: BTreeSet<String> = selected
         .into_iter()
         .filter(|id| {
@@ -63,6 +79,7 @@ pub fn run(args: RunArgs, kind: Kind) -> CmdResult {
         &args.project.project_dir,
         &args.exec,
         selected,
+        online,
         argv,
     )
 }
@@ -83,7 +100,24 @@ pub fn retry(args: RetryArgs) -> CmdResult {
         .map(|r| r.unique_id.clone())
         .filter(|id| compiled.manifest.nodes.contains_key(id))
         .collect();
-    if selected.is_empty() {
+    // Online tables that failed or were skipped are refreshed again.
+    let online = OnlineViews {
+        selected: previous
+            .results
+            .iter()
+            .filter(|r| r.status.needs_retry())
+            .filter(|r| {
+                compiled
+                    .manifest
+                    .feature_views
+                    .values()
+                    .any(|v| v.unique_id == r.unique_id)
+            })
+            .map(|r| r.unique_id.clone())
+            .collect(),
+        excluded: BTreeSet::new(),
+    };
+    if selected.is_empty() && online.selected.is_empty() {
         println!("Nothing to retry: the last run had no errors, failures or skipped nodes.");
         super::release(compiled);
         return Ok(());
@@ -94,8 +128,144 @@ pub fn retry(args: RetryArgs) -> CmdResult {
         &args.project.project_dir,
         &args.exec,
         selected,
+        Some(online),
         argv,
     )
+}
+
+/// Which feature views a run keeps the online table of (those with
+/// `online: true`): the views the selection names (`lake build` without
+/// `--select` names them all), and the views whose source runs, unless
+/// `--exclude` leaves them out.
+#[derive(Debug)]
+struct OnlineViews {
+    selected: BTreeSet<String>,
+    excluded: BTreeSet<String>,
+}
+
+impl OnlineViews {
+    /// From the unique ids `--select`/`--exclude` resolved to.
+    fn new(
+        manifest: &Manifest,
+        selected: &BTreeSet<String>,
+        select: &SelectArgs,
+    ) -> Result<OnlineViews, Failure> {
+        let views = || manifest.feature_views.values().map(|v| &v.unique_id);
+        let excluded = if select.exclude.is_empty() {
+            BTreeSet::new()
+        } else {
+            let kept = lake_compiler::select(manifest, &[], &select.exclude)?;
+            views().filter(|id| !kept.contains(*id)).cloned().collect()
+        };
+        Ok(OnlineViews {
+            selected: views()
+                .filter(|id| selected.contains(*id))
+                .cloned()
+                .collect(),
+            excluded,
+        })
+    }
+
+    /// The views to refresh after running the nodes `run`, in manifest
+    /// order.
+    fn plan<'m>(&self, manifest: &'m Manifest, run: &BTreeSet<String>) -> Vec<&'m FeatureView> {
+        manifest
+            .feature_views
+            .values()
+            .filter(|v| v.online && !self.excluded.contains(&v.unique_id))
+            .filter(|v| self.selected.contains(&v.unique_id) || run.contains(&v.source))
+            .collect()
+    }
+}
+
+/// Brings the online table of each view in `views` up to date, after the
+/// nodes ran: a view whose source (or a test of it) did not succeed in
+/// this run is skipped, as a model downstream of it would be (all are,
+/// once `--fail-fast` stopped the run); a source that did not run must
+/// exist. Reports each as a result.
+async fn refresh_online(
+    session: &LakeSession,
+    manifest: &Manifest,
+    views: &[&FeatureView],
+    results: &RunResults,
+    exec: &ExecArgs,
+    run_id: &str,
+    mut report: impl FnMut(NodeResult),
+) {
+    for view in views {
+        let started = Instant::now();
+        let relation = format!(
+            "{}.{}",
+            lake_features::ONLINE_ZONE,
+            lake_features::online_table_name(view)
+        );
+        let mut result = NodeResult {
+            unique_id: view.unique_id.clone(),
+            status: Status::Skipped,
+            execution_time: 0.0,
+            message: String::new(),
+            failures: None,
+            adapter_response: AdapterResponse::default(),
+            thread_id: "Thread-1".into(),
+            relation_name: Some(relation),
+        };
+        let source_name = manifest.name_of(&view.source).unwrap_or(&view.source);
+        let ran = results.results.iter().any(|r| r.unique_id == view.source);
+        let failed_upstream = results.results.iter().any(|r| {
+            !r.status.lets_children_run()
+                && (r.unique_id == view.source
+                    || manifest.nodes.get(&r.unique_id).is_some_and(|n| {
+                        n.resource_type == ResourceType::Test
+                            && n.depends_on.nodes.contains(&view.source)
+                    }))
+        });
+        if exec.fail_fast && !results.succeeded() {
+            result.message = "skipped: --fail-fast stopped the run".into();
+        } else if failed_upstream {
+            result.message = format!("skipped: upstream {source_name} did not succeed");
+        } else if !ran
+            && session
+                .context()
+                .table(view.source_relation.as_str())
+                .await
+                .is_err()
+        {
+            result.message = format!(
+                "skipped: its source {} does not exist yet\n  hint: build it first, e.g. `lake build --select +feature_view:{}`",
+                view.source_relation, view.name
+            );
+        } else {
+            let refreshed = OnlineRefresh::new(session, view)
+                .with_full_refresh(exec.full_refresh)
+                .with_run_id(run_id)
+                .await;
+            match refreshed {
+                Ok(outcome) => {
+                    result.status = Status::Success;
+                    result.message = if outcome.full {
+                        format!("created online table {}", outcome.table)
+                    } else {
+                        format!("merged into online table {}", outcome.table)
+                    };
+                    result.adapter_response.rows_affected = Some(outcome.rows);
+                    result.adapter_response.delta_version = Some(outcome.version);
+                }
+                Err(e) => {
+                    result.status = Status::Error;
+                    let location = format!("{}:{}", view.original_file_path, view.line);
+                    let text = e.to_string();
+                    result.message = if text.contains(&location) {
+                        text
+                    } else {
+                        format!("feature view '{}' ({location}): {text}", view.name)
+                    };
+                }
+            }
+            result.execution_time = started.elapsed().as_secs_f64();
+        }
+        result.adapter_response.message = result.message.clone();
+        report(result);
+    }
 }
 
 /// The `--memory-limit` flag in bytes.
@@ -170,6 +340,7 @@ fn execute(
     project_dir: &Path,
     exec: &ExecArgs,
     selected: BTreeSet<String>,
+    online: Option<OnlineViews>,
     argv: serde_json::Value,
 ) -> CmdResult {
     let memory_limit = memory_limit(exec.memory_limit.as_deref())?;
@@ -203,6 +374,7 @@ fn execute(
         args: argv,
         ..RunOptions::default()
     };
+    let run_id = options.run_id.clone();
     let session_options = SessionOptions {
         memory_limit,
         spill_dir: exec.spill_dir.clone(),
@@ -211,12 +383,18 @@ fn execute(
     };
     let compiled = Arc::new(compiled);
     let root_url = root.url().to_string();
+    let nodes = selected_count(&compiled, &selected);
+    let views = online
+        .as_ref()
+        .map(|o| o.plan(&compiled.manifest, &selected))
+        .unwrap_or_default();
+    let total = nodes + views.len();
     let results = runtime.block_on(async {
         let session = LakeSession::open(Arc::new(root), &session_options)
             .await
             .map_err(|e| Failure::Internal(anyhow!("opening the lake at {root_url}: {e}")))?;
         let runner = Runner::new(
-            session,
+            session.clone(),
             compiled.clone(),
             project_dir.to_path_buf(),
             options,
@@ -224,14 +402,42 @@ fn execute(
         let printer = Arc::new(Printer::new(format));
         if format == LogFormat::Text {
             println!(
-                "Running {} nodes against {root_url} ...",
-                selected_count(&compiled, &selected)
+                "Running {nodes} nodes{} against {root_url} ...",
+                and_online_tables(views.len())
             );
         }
+        let started = Instant::now();
         let p = printer.clone();
-        let results = runner
-            .run(&selected, Arc::new(move |event| p.event(&event)))
+        let mut results = runner
+            .run(
+                &selected,
+                Arc::new(move |event| p.event(&with_total(event, total))),
+            )
             .await;
+        let mut refreshed = Vec::new();
+        refresh_online(
+            &session,
+            &compiled.manifest,
+            &views,
+            &results,
+            exec,
+            &run_id,
+            |result| {
+                printer.event(&RunEvent::Finished {
+                    index: nodes + refreshed.len() + 1,
+                    total,
+                    description: format!(
+                        "online table {}",
+                        result.relation_name.as_deref().unwrap_or_default()
+                    ),
+                    result: Box::new(result.clone()),
+                });
+                refreshed.push(result);
+            },
+        )
+        .await;
+        results.results.extend(refreshed);
+        results.elapsed_time = started.elapsed().as_secs_f64();
         printer.clear_progress();
         Ok::<RunResults, Failure>(results)
     })?;
@@ -247,6 +453,23 @@ fn execute(
     } else {
         Err(Failure::User(anyhow!("{}", failure_summary(&results))))
     }
+}
+
+/// ` and 2 online tables`, or nothing.
+fn and_online_tables(n: usize) -> String {
+    match n {
+        0 => String::new(),
+        1 => " and 1 online table".into(),
+        n => format!(" and {n} online tables"),
+    }
+}
+
+/// A runner event counted against the run's total, online tables included.
+fn with_total(mut event: RunEvent, total: usize) -> RunEvent {
+    match &mut event {
+        RunEvent::Started { total: t, .. } | RunEvent::Finished { total: t, .. } => *t = total,
+    }
+    event
 }
 
 fn selected_count(compiled: &Compiled, selected: &BTreeSet<String>) -> usize {
@@ -439,10 +662,16 @@ fn summarize(results: &RunResults, compiled: &Compiled, format: LogFormat) -> Cm
                 .filter(|(_, n)| *n > 0)
                 .map(|(s, n)| format!("{n} {}", s.as_str()))
                 .collect();
+            let online = results
+                .results
+                .iter()
+                .filter(|r| r.unique_id.starts_with("feature_view."))
+                .count();
             writeln!(
                 out,
-                "\nFinished {} nodes in {:.2}s: {}",
-                results.results.len(),
+                "\nFinished {} nodes{} in {:.2}s: {}",
+                results.results.len() - online,
+                and_online_tables(online),
                 results.elapsed_time,
                 if parts.is_empty() {
                     "nothing to do".into()

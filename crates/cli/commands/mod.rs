@@ -9,6 +9,7 @@ pub mod init;
 pub mod ls;
 pub mod serve;
 pub mod sql;
+pub mod training_set;
 
 use std::collections::BTreeSet;
 

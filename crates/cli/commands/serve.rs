@@ -1,6 +1,7 @@
 //! `lake serve`: the project's lake over Arrow Flight SQL (`lake-flight`),
-//! with the auth file of `lake-auth` and the PII columns of the project's
-//! properties YAML.
+//! with the auth file of `lake-auth`, the PII columns of the project's
+//! properties YAML, and its feature views and services (training sets and
+//! online features).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -42,7 +43,7 @@ pub fn run(args: ServeArgs) -> CmdResult {
         (Some(cert), Some(key)) => Some((read_certificate(cert)?, read_private_key(key)?)),
         _ => None,
     };
-    let pii = project_pii_columns(&args)?;
+    let project = compile_served_project(&args)?;
     let root = super::sql::open_root(&args.lake)?;
     let options = SessionOptions {
         memory_limit: super::build::memory_limit(args.lake.memory_limit.as_deref())?,
@@ -51,7 +52,7 @@ pub fn run(args: ServeArgs) -> CmdResult {
         ..SessionOptions::default()
     };
     let root_url = root.url().to_string();
-    let pii = match pii {
+    let pii = match project.as_ref().map(pii_columns) {
         Some(pii) => {
             let listed: Vec<String> = pii
                 .iter()
@@ -95,6 +96,21 @@ pub fn run(args: ServeArgs) -> CmdResult {
             .with_auth(authenticator)
             .with_max_concurrent_queries(args.max_concurrent_queries)
             .with_pii_columns(pii);
+        if let Some(manifest) = project {
+            // Training sets and online features of its feature views.
+            if !manifest.feature_services.is_empty() {
+                eprintln!(
+                    "lake serve: feature services: {}",
+                    manifest
+                        .feature_services
+                        .keys()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            server = server.with_project(Arc::new(manifest));
+        }
         let tls_on = tls.is_some();
         if let Some((cert, key)) = tls {
             server = server.with_tls(cert, key);
@@ -198,10 +214,11 @@ fn serve_failure(e: ServeError) -> Failure {
     }
 }
 
-/// The PII columns of the project at `--project-dir`, or `None` when there
-/// is no project (a lake named by `--lake-root` alone). A project that does
-/// not compile is an error: serving it would leave its PII unmasked.
-fn project_pii_columns(args: &ServeArgs) -> Result<Option<PiiColumns>, Failure> {
+/// The project at `--project-dir`, compiled (for its PII columns, feature
+/// views and feature services), or `None` when there is no project (a lake
+/// named by `--lake-root` alone). A project that does not compile is an
+/// error: serving it would leave its PII unmasked.
+fn compile_served_project(args: &ServeArgs) -> Result<Option<Manifest>, Failure> {
     match lake_compiler::ProjectFile::load(&args.lake.project_dir) {
         Err(lake_compiler::CompileError::ProjectNotFound { .. }) => Ok(None),
         Err(e) => Err(e.into()),
@@ -211,9 +228,7 @@ fn project_pii_columns(args: &ServeArgs) -> Result<Option<PiiColumns>, Failure> 
                 vars: args.vars.clone(),
                 target: args.lake.target.clone(),
             })?;
-            let pii = pii_columns(&compiled.manifest);
-            super::release(compiled);
-            Ok(Some(pii))
+            Ok(Some(compiled.manifest))
         }
     }
 }

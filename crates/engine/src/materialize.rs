@@ -365,6 +365,8 @@ impl Materializer<'_> {
                 .with_metadata("lake.node", json!(node.unique_id))
                 .with_metadata("lake.run_id", json!(self.run_id))
                 .await?;
+                // Readers later in the run must see the merged rows.
+                self.session.catalog().note_written(zone, name);
                 Ok(NodeOutcome {
                     message: format!("merged into {zone}.{name}"),
                     rows_affected: outcome.rows_written,

@@ -290,7 +290,7 @@ impl OnlineStore {
                 view.name
             )));
         };
-        let version = table.version().unwrap_or_default() as u64;
+        let version = table.version().unwrap_or_default();
         let pinned = TableVersion::Version(version).pinned_name(name);
         let frame = ctx
             .sql_with_options(
