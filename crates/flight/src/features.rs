@@ -403,7 +403,9 @@ impl LakeFlightSql {
             log.set_command("TrainingSet(upload)");
         }
         let slot = self.state.limit.admit()?;
-        let mut decoder = FlightRecordBatchStream::new_from_flight_data(input);
+        // pyarrow sends the descriptor alone first (no IPC header): skip it.
+        let messages = input.try_filter(|m| futures::future::ready(!m.data_header.is_empty()));
+        let mut decoder = FlightRecordBatchStream::new_from_flight_data(messages);
         let mut batches = Vec::new();
         while let Some(batch) = decoder.next().await {
             batches.push(
