@@ -21,7 +21,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,23 +45,9 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// Runs a Python script of `benches/` with a JSON request, returns its JSON.
-fn peer(venv: &Path, script: &str, request: &Json) -> Json {
-    let mut child = common::spawn_peer_script(venv, script);
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(request.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "benches/{script} failed");
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 /// The data set of one size: generated (or reused) by features_data.py.
 fn data(venv: &Path, dir: &Path, spine: usize, rows: usize, entities: usize) -> Json {
-    peer(
+    common::run_peer_script(
         venv,
         "features_data.py",
         &json!({
@@ -259,14 +244,14 @@ fn main() {
         json!({"engine": engine, "dir": full_dir.join("scratch"), "spine": full["spine"]["path"],
                "views": views_request(&full), "runs": runs, "threads": 2, "output": output})
     };
-    let duckdb = peer(
+    let duckdb = common::run_peer_script(
         &venv,
         "features_peers.py",
         &request("duckdb", Some(&duckdb_out)),
     );
     runtime.block_on(check_equal(&answer, &duckdb_out));
     drop(answer);
-    let plain = peer(&venv, "features_peers.py", &request("duckdb_plain", None));
+    let plain = common::run_peer_script(&venv, "features_peers.py", &request("duckdb_plain", None));
 
     println!(
         "\nTraining set: spine {spine} rows x 3 feature views x {rows} rows, {entities} entities; median of {runs}"
@@ -322,7 +307,7 @@ fn main() {
                     .as_secs_f64(),
             );
         }
-        let feast = peer(
+        let feast = common::run_peer_script(
             &feast_venv,
             "features_peers.py",
             &json!({"engine": "feast", "dir": small_dir.join("scratch"), "spine": small["spine"]["path"],

@@ -18,7 +18,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -50,16 +49,7 @@ fn run_duckdb(
     let request = serde_json::json!({
         "files": files, "runs": runs, "threads": threads, "queries": queries,
     });
-    let mut child = common::spawn_peer_script(venv, "tpch_duckdb.py");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(request.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "benches/tpch_duckdb.py failed");
-    let json: Json = serde_json::from_slice(&out.stdout).unwrap();
+    let json = common::run_peer_script(venv, "tpch_duckdb.py", &request);
     let per_query = |key: &str| -> BTreeMap<usize, &Json> {
         json[key]
             .as_object()

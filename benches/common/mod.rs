@@ -73,6 +73,26 @@ pub fn spawn_peer_script(venv: &Path, script: &str) -> std::process::Child {
         .expect("python from the bench venv")
 }
 
+/// Runs a peer script of `benches/` with one JSON request on stdin and
+/// returns the JSON it prints.
+pub fn run_peer_script(
+    venv: &Path,
+    script: &str,
+    request: &serde_json::Value,
+) -> serde_json::Value {
+    use std::io::Write as _;
+    let mut child = spawn_peer_script(venv, script);
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "benches/{script} failed");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 pub fn env_usize_list(name: &str, default: &[usize]) -> Vec<usize> {
     match std::env::var(name) {
         Ok(v) => v

@@ -165,6 +165,21 @@ fn invalid(file: &str, line: usize, message: String, hint: impl Into<String>) ->
     }
 }
 
+/// A second declaration of `what` (`feature view 'x'`); names are global
+/// in a project.
+fn duplicate(file: &str, line: usize, what: &str, previous: (&str, usize)) -> CompileError {
+    let kind = what.split(" '").next().unwrap_or(what);
+    invalid(
+        file,
+        line,
+        format!(
+            "{what} is already declared at {}:{}",
+            previous.0, previous.1
+        ),
+        format!("{kind} names are global in a project: rename one of the two, or merge them"),
+    )
+}
+
 fn describe(
     catalog: &Catalog<'_>,
     file: &str,
@@ -200,15 +215,9 @@ fn entity(
 ) {
     let name = &props.name;
     if let Some(previous) = out.entities.get(name) {
-        errors.push(invalid(
-            file,
-            span.start,
-            format!(
-                "entity '{name}' is already declared at {}:{}",
-                previous.original_file_path, previous.line
-            ),
-            "entity names are global in a project: rename one of the two, or merge them",
-        ));
+        let what = format!("entity '{name}'");
+        let at = (previous.original_file_path.as_str(), previous.line);
+        errors.push(duplicate(file, span.start, &what, at));
         return;
     }
     let mut join_keys: Vec<String> = Vec::new();
@@ -257,15 +266,8 @@ fn feature_view(
     let name = &props.name;
     let what = format!("feature view '{name}'");
     if let Some(previous) = out.feature_views.get(name) {
-        errors.push(invalid(
-            file,
-            span.start,
-            format!(
-                "{what} is already declared at {}:{}",
-                previous.original_file_path, previous.line
-            ),
-            "feature view names are global in a project: rename one of the two, or merge them",
-        ));
+        let at = (previous.original_file_path.as_str(), previous.line);
+        errors.push(duplicate(file, span.start, &what, at));
         return;
     }
 
@@ -584,15 +586,8 @@ fn feature_service(
     let name = &props.name;
     let what = format!("feature service '{name}'");
     if let Some(previous) = out.feature_services.get(name) {
-        errors.push(invalid(
-            file,
-            span.start,
-            format!(
-                "{what} is already declared at {}:{}",
-                previous.original_file_path, previous.line
-            ),
-            "feature service names are global in a project: rename one of the two, or merge them",
-        ));
+        let at = (previous.original_file_path.as_str(), previous.line);
+        errors.push(duplicate(file, span.start, &what, at));
         return;
     }
     if props.features.is_empty() {

@@ -16,13 +16,13 @@ mod error;
 mod keys;
 mod online;
 mod pit;
+mod selection;
 mod time;
 mod training_set;
 
 pub use error::{FeatureError, Result};
-pub use online::{
-    ONLINE_ZONE, OnlineOutcome, OnlineRefresh, OnlineRequest, OnlineStore, online_table_name,
-};
+pub use online::{ONLINE_ZONE, OnlineOutcome, OnlineRefresh, OnlineStore, online_table_name};
 pub use pit::{PointInTimeJoin, ViewJoin, ViewJoinSpec, output_schema};
+pub use selection::{FeatureSelection, ViewFeatures};
 pub use time::{is_time_type, to_epoch_nanos};
-pub use training_set::{DEFAULT_EVENT_TIMESTAMP, FeatureSelection, Spine, TrainingSet};
+pub use training_set::{DEFAULT_EVENT_TIMESTAMP, Spine, TrainingSet};

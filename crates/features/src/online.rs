@@ -24,6 +24,7 @@ use tokio::sync::Mutex;
 
 use crate::error::{FeatureError, Result};
 use crate::keys::{KeyInterner, NO_GROUP};
+use crate::selection::ViewFeatures;
 
 /// The zone online tables live in.
 pub const ONLINE_ZONE: &str = "features";
@@ -238,14 +239,6 @@ impl std::fmt::Debug for OnlineStore {
     }
 }
 
-/// One view of a lookup: the features wanted, with their output names.
-#[derive(Debug, Clone)]
-pub struct OnlineRequest<'a> {
-    pub view: &'a FeatureView,
-    /// (feature, output column).
-    pub features: Vec<(String, String)>,
-}
-
 impl OnlineStore {
     pub fn new(root: Arc<LakeRoot>) -> OnlineStore {
         OnlineStore {
@@ -330,7 +323,7 @@ impl OnlineStore {
     pub async fn lookup(
         &self,
         ctx: &SessionContext,
-        views: &[OnlineRequest<'_>],
+        views: &[ViewFeatures<'_>],
         entities: &RecordBatch,
     ) -> Result<RecordBatch> {
         let mut fields: Vec<Field> = entities

@@ -311,28 +311,26 @@ impl PointInTimeJoin {
 
     /// The schema of the rows [`execute`](Self::execute) returns.
     pub fn schema(&self) -> Result<SchemaRef> {
+        Ok(self.resolved()?.0)
+    }
+
+    /// The output schema, the columns each view reads, and the spine's
+    /// event time column.
+    fn resolved(&self) -> Result<(SchemaRef, Vec<ViewColumns>, usize)> {
         let specs: Vec<ViewJoinSpec<'_>> = self.views.iter().map(ViewJoin::spec).collect();
         let pairs: Vec<(&ViewJoinSpec<'_>, &Schema)> = specs
             .iter()
             .zip(&self.views)
             .map(|(s, v)| (s, v.source_schema.as_ref()))
             .collect();
-        output_schema(&self.spine_schema, &self.event_timestamp, &pairs)
+        resolve(&self.spine_schema, &self.event_timestamp, &pairs)
     }
 
     /// Reads every feature view once (their partitions in parallel) and
     /// returns the spine's rows with their features, batch for batch in
     /// spine order.
     pub async fn execute(self) -> Result<SendableRecordBatchStream> {
-        let (schema, columns, event) = {
-            let specs: Vec<ViewJoinSpec<'_>> = self.views.iter().map(ViewJoin::spec).collect();
-            let pairs: Vec<(&ViewJoinSpec<'_>, &Schema)> = specs
-                .iter()
-                .zip(&self.views)
-                .map(|(s, v)| (s, v.source_schema.as_ref()))
-                .collect();
-            resolve(&self.spine_schema, &self.event_timestamp, &pairs)?
-        };
+        let (schema, columns, event) = self.resolved()?;
         let pool = self.pool.clone();
         let reservation =
             |name: String| pool.as_ref().map(|p| MemoryConsumer::new(name).register(p));

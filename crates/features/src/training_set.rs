@@ -13,25 +13,15 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::{ExecutionPlan, execute_stream_partitioned};
 use datafusion::prelude::{DataFrame, SessionContext};
 use futures::TryStreamExt;
-use lake_compiler::{FeatureRef, FeatureView, Manifest};
+use lake_compiler::{FeatureView, Manifest};
 use lake_storage::quote_ident;
-use serde::{Deserialize, Serialize};
 
 use crate::error::{FeatureError, Result};
 use crate::pit::{PointInTimeJoin, ViewJoin, ViewJoinSpec, output_schema};
+use crate::selection::FeatureSelection;
 
 /// The spine's event time column when the request names none (Feast's).
 pub const DEFAULT_EVENT_TIMESTAMP: &str = "event_timestamp";
-
-/// Which features a training set has.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FeatureSelection {
-    /// A feature service of the project.
-    Service(String),
-    /// `view:feature` or whole `view` names.
-    Features(Vec<String>),
-}
 
 /// Where the spine's rows come from.
 #[derive(Debug, Clone)]
@@ -66,28 +56,6 @@ pub struct TrainingSet {
     spine_range: (usize, Option<usize>),
 }
 
-/// The view's `(source column, output column)` pairs for `refs`.
-fn parts_of(manifest: &Manifest, refs: &[FeatureRef], full_names: bool) -> Vec<ViewPart> {
-    let mut parts: Vec<ViewPart> = Vec::new();
-    for r in refs {
-        let output = if full_names {
-            format!("{}__{}", r.view, r.feature)
-        } else {
-            r.feature.clone()
-        };
-        let pair = (r.feature.clone(), output);
-        match parts.iter_mut().find(|p| p.view.name == r.view) {
-            Some(part) if part.features.contains(&pair) => {}
-            Some(part) => part.features.push(pair),
-            None => parts.push(ViewPart {
-                view: manifest.feature_views[&r.view].clone(),
-                features: vec![pair],
-            }),
-        }
-    }
-    parts
-}
-
 impl TrainingSet {
     /// The training set of `selection` over `spine`, with output columns
     /// named `<view>__<feature>` when `full_feature_names`.
@@ -97,19 +65,16 @@ impl TrainingSet {
         spine: Spine,
         full_feature_names: bool,
     ) -> Result<TrainingSet> {
-        let refs = match selection {
-            FeatureSelection::Service(name) => manifest.feature_service_refs(name),
-            FeatureSelection::Features(names) => manifest.resolve_features(names),
-        }
-        .map_err(FeatureError::BadRequest)?;
-        if refs.is_empty() {
-            return Err(FeatureError::BadRequest(
-                "the request names no feature\n  hint: give a feature service or `view:feature` names"
-                    .into(),
-            ));
-        }
+        let parts = selection
+            .by_view(manifest, full_feature_names)?
+            .into_iter()
+            .map(|v| ViewPart {
+                view: v.view.clone(),
+                features: v.features,
+            })
+            .collect();
         Ok(TrainingSet {
-            parts: parts_of(manifest, &refs, full_feature_names),
+            parts,
             spine,
             event_timestamp: DEFAULT_EVENT_TIMESTAMP.to_string(),
             spine_range: (0, None),

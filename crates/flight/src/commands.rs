@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use arrow_flight::sql::Any;
 use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::ipc::reader::StreamReader;
@@ -179,43 +180,23 @@ impl LakeCommand {
         if *first == b'{' {
             return Some(parse_json(bytes));
         }
-        let any = prost_types_any(bytes)?;
-        if any.0 != COMMAND_TYPE_URL {
+        let any = Any::decode(bytes).ok()?;
+        if any.type_url != COMMAND_TYPE_URL {
             return None;
         }
         Some(
-            Command::decode(any.1.as_slice())
+            Command::decode(any.value)
                 .map_err(|e| ServeError::BadRequest(format!("a malformed lake.v1.Command: {e}")))
                 .and_then(from_proto),
         )
     }
 }
 
-/// (type_url, value) of a `google.protobuf.Any`, if `bytes` are one.
-fn prost_types_any(bytes: &[u8]) -> Option<(String, Vec<u8>)> {
-    #[derive(Clone, PartialEq, Message)]
-    struct Any {
-        #[prost(string, tag = "1")]
-        type_url: String,
-        #[prost(bytes = "vec", tag = "2")]
-        value: Vec<u8>,
-    }
-    let any = Any::decode(bytes).ok()?;
-    Some((any.type_url, any.value))
-}
-
 /// Wraps a command in a `google.protobuf.Any` (what protobuf clients send).
 pub fn command_as_any(command: &Command) -> Vec<u8> {
-    #[derive(Clone, PartialEq, Message)]
-    struct Any {
-        #[prost(string, tag = "1")]
-        type_url: String,
-        #[prost(bytes = "vec", tag = "2")]
-        value: Vec<u8>,
-    }
     Any {
         type_url: COMMAND_TYPE_URL.to_string(),
-        value: command.encode_to_vec(),
+        value: command.encode_to_vec().into(),
     }
     .encode_to_vec()
 }
@@ -399,42 +380,82 @@ mod tests {
     }
 
     /// The hand-written messages name the same fields with the same numbers
-    /// as proto/lake/v1/features.proto.
+    /// as proto/lake/v1/features.proto, message by message.
     #[test]
     fn messages_match_the_proto_file() {
         let proto = include_str!("../../../proto/lake/v1/features.proto");
-        let expected = [
-            "TrainingSetRequest training_set = 1;",
-            "OnlineFeaturesRequest online_features = 2;",
-            "ListFeatureServices feature_services = 3;",
-            "optional string feature_service = 1;",
-            "repeated string features = 2;",
-            "optional SpineSource spine = 3;",
-            "optional bool full_feature_names = 4;",
-            "optional string event_timestamp_column = 5;",
-            "string table = 1;",
-            "string sql = 2;",
-            "bytes entities_ipc = 3;",
-            "TrainingSetRequest request = 1;",
-            "map<string, uint64> versions = 2;",
-            "map<string, string> views = 3;",
-            "uint64 spine_offset = 4;",
-            "uint64 spine_rows = 5;",
-        ];
-        for line in expected {
-            assert!(proto.contains(line), "features.proto lacks `{line}`");
+        let mut found: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut message = String::new();
+        for line in proto.lines().map(str::trim) {
+            if let Some(name) = line.strip_prefix("message ") {
+                message = name
+                    .trim_end_matches(" {}")
+                    .trim_end_matches(" {")
+                    .to_string();
+                found.entry(message.clone()).or_default();
+            } else if !message.is_empty()
+                && !line.starts_with("//")
+                && line.ends_with(';')
+                && line.contains(" = ")
+            {
+                found
+                    .entry(message.clone())
+                    .or_default()
+                    .push(line.to_string());
+            }
         }
-        let fields = proto
-            .lines()
-            .filter(|l| {
-                let l = l.trim();
-                !l.starts_with("//") && l.ends_with(';') && l.contains(" = ")
-            })
-            .count();
+        let expected: BTreeMap<String, Vec<String>> = [
+            (
+                "Command",
+                &[
+                    "TrainingSetRequest training_set = 1;",
+                    "OnlineFeaturesRequest online_features = 2;",
+                    "ListFeatureServices feature_services = 3;",
+                ][..],
+            ),
+            (
+                "TrainingSetRequest",
+                &[
+                    "optional string feature_service = 1;",
+                    "repeated string features = 2;",
+                    "optional SpineSource spine = 3;",
+                    "optional bool full_feature_names = 4;",
+                    "optional string event_timestamp_column = 5;",
+                ],
+            ),
+            ("SpineSource", &["string table = 1;", "string sql = 2;"]),
+            (
+                "OnlineFeaturesRequest",
+                &[
+                    "optional string feature_service = 1;",
+                    "repeated string features = 2;",
+                    "bytes entities_ipc = 3;",
+                    "optional bool full_feature_names = 4;",
+                ],
+            ),
+            ("ListFeatureServices", &[]),
+            (
+                "TrainingSetTicket",
+                &[
+                    "TrainingSetRequest request = 1;",
+                    "map<string, uint64> versions = 2;",
+                    "map<string, string> views = 3;",
+                    "uint64 spine_offset = 4;",
+                    "uint64 spine_rows = 5;",
+                ],
+            ),
+        ]
+        .into_iter()
+        .map(|(m, fields)| {
+            (
+                m.to_string(),
+                fields.iter().map(|f| f.to_string()).collect(),
+            )
+        })
+        .collect();
         assert_eq!(
-            fields,
-            expected.len() + 1,
-            "a field was added to features.proto: add it here and in commands.rs"
+            found, expected,
+            "features.proto and commands.rs disagree: change both"
         );
     }
 }

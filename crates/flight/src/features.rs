@@ -18,9 +18,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::{StreamExt, TryStreamExt};
 use lake_auth::Principal;
 use lake_compiler::{FeatureRef, Manifest};
-use lake_features::{
-    FeatureError, FeatureSelection, OnlineRequest, OnlineStore, Spine, TrainingSet,
-};
+use lake_features::{FeatureError, FeatureSelection, OnlineStore, Spine, TrainingSet};
 use tonic::Streaming;
 
 use crate::commands::{
@@ -70,33 +68,35 @@ fn selection(
     }
 }
 
+/// `batch` with its columns cast to `served` (the same columns, view types
+/// replaced as `served_type` says).
+fn served_batch(batch: RecordBatch, served: &SchemaRef) -> datafusion::error::Result<RecordBatch> {
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(served.fields())
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(c.clone())
+            } else {
+                cast(c, f.data_type())
+            }
+        })
+        .collect::<Result<Vec<ArrayRef>, _>>()?;
+    Ok(RecordBatch::try_new(Arc::clone(served), columns)?)
+}
+
 /// A stream whose string and binary view columns are cast to what the
-/// server serves (see `served_type`).
+/// server serves.
 fn served(stream: SendableRecordBatchStream) -> SendableRecordBatchStream {
     let from = stream.schema();
     let to: SchemaRef = Arc::new(served_schema(&from));
     if from == to {
         return stream;
     }
-    let schema = Arc::clone(&to);
-    let cast_batch = move |batch: RecordBatch| -> datafusion::error::Result<RecordBatch> {
-        let columns = batch
-            .columns()
-            .iter()
-            .zip(to.fields())
-            .map(|(c, f)| {
-                if c.data_type() == f.data_type() {
-                    Ok(c.clone())
-                } else {
-                    cast(c, f.data_type())
-                }
-            })
-            .collect::<Result<Vec<ArrayRef>, _>>()?;
-        Ok(RecordBatch::try_new(Arc::clone(&to), columns)?)
-    };
     Box::pin(RecordBatchStreamAdapter::new(
-        schema,
-        stream.map(move |b| b.and_then(&cast_batch)),
+        Arc::clone(&to),
+        stream.map(move |b| b.and_then(|b| served_batch(b, &to))),
     ))
 }
 
@@ -224,34 +224,14 @@ impl LakeFlightSql {
         entities: &RecordBatch,
     ) -> Result<RecordBatch, ServeError> {
         let features = self.features()?;
-        let manifest = &features.manifest;
-        let refs: Vec<FeatureRef> = match selection(&request.feature_service, &request.features)? {
-            FeatureSelection::Service(s) => manifest.feature_service_refs(&s),
-            FeatureSelection::Features(f) => manifest.resolve_features(&f),
-        }
-        .map_err(ServeError::BadRequest)?;
         let full = request.full_feature_names.unwrap_or(true);
-        let mut requests: Vec<OnlineRequest<'_>> = Vec::new();
-        for r in &refs {
-            let output = if full {
-                format!("{}__{}", r.view, r.feature)
-            } else {
-                r.feature.clone()
-            };
-            let view = &manifest.feature_views[&r.view];
-            if !view.online {
-                return Err(ServeError::BadRequest(format!(
-                    "feature view '{}' keeps no online table (online: false)",
-                    view.name
-                )));
-            }
-            match requests.iter_mut().find(|q| q.view.name == r.view) {
-                Some(q) => q.features.push((r.feature.clone(), output)),
-                None => requests.push(OnlineRequest {
-                    view,
-                    features: vec![(r.feature.clone(), output)],
-                }),
-            }
+        let views = selection(&request.feature_service, &request.features)?
+            .by_view(&features.manifest, full)?;
+        if let Some(v) = views.iter().find(|v| !v.view.online) {
+            return Err(ServeError::BadRequest(format!(
+                "feature view '{}' keeps no online table (online: false)",
+                v.view.name
+            )));
         }
         // The online tables are read through the caller's catalog (zone
         // checks, PII masking).
@@ -261,16 +241,9 @@ impl LakeFlightSql {
             &self.state.pii,
             Pins::default(),
         );
-        let batch = features.online.lookup(&ctx, &requests, entities).await?;
+        let batch = features.online.lookup(&ctx, &views, entities).await?;
         let schema = Arc::new(served_schema(&batch.schema()));
-        let columns = batch
-            .columns()
-            .iter()
-            .zip(schema.fields())
-            .map(|(c, f)| cast(c, f.data_type()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ServeError::Internal(e.to_string()))?;
-        RecordBatch::try_new(schema, columns).map_err(|e| ServeError::Internal(e.to_string()))
+        served_batch(batch, &schema).map_err(|e| ServeError::Internal(e.to_string()))
     }
 
     fn feature_services(&self) -> Result<RecordBatch, ServeError> {
