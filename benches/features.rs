@@ -16,11 +16,13 @@
 //! `LAKE_BENCH_VENV=... cargo bench --bench features`; knobs:
 //! `LAKE_FEATURES_RUNS` (3), `LAKE_FEATURES_SPINE` (1000000),
 //! `LAKE_FEATURES_ROWS` (10000000), `LAKE_FEATURES_ENTITIES` (100000),
-//! `LAKE_FEATURES_FEAST` (1: also run Feast, from `<venv>-feast`).
+//! `LAKE_FEATURES_FEAST` (1: also run Feast, from `<venv>-feast`),
+//! `LAKE_FEATURES_LOOKUPS` (2000 online lookups of 100 keys).
 
 mod common;
 
 use std::collections::HashMap;
+use std::future::IntoFuture as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,9 +33,11 @@ use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use futures::TryStreamExt;
 use lake_compiler::{CompileOptions, Manifest, compile};
 use lake_engine::{LakeSession, SessionOptions};
-use lake_features::{FeatureSelection, Spine, TrainingSet};
+use lake_features::{FeatureSelection, OnlineRefresh, Spine, TrainingSet};
+use lake_flight::FlightServer;
 use lake_storage::LakeRoot;
 use serde_json::{Value as Json, json};
+use tokio::net::TcpListener;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -184,6 +188,105 @@ async fn check_equal(lake: &[RecordBatch], duckdb_parquet: &Path) {
     }
 }
 
+/// Online lookups over Flight on loopback: refresh every view's online
+/// table (a full write), start a `FlightServer` for the project on port 0,
+/// and time `do_get(Ticket(json))` for `requests` lookups of `keys` random
+/// entities each from a client on a runtime of its own (as in a process of
+/// its own). Prints the refresh time and the latency percentiles.
+fn online_lookups(
+    runtime: &tokio::runtime::Runtime,
+    session: &LakeSession,
+    manifest: &Manifest,
+    entities: usize,
+    keys: usize,
+    requests: usize,
+) {
+    let start = Instant::now();
+    let mut online_rows = 0;
+    for view in manifest.feature_views.values() {
+        let outcome = runtime
+            .block_on(
+                OnlineRefresh::new(session, view)
+                    .with_full_refresh(true)
+                    .into_future(),
+            )
+            .unwrap();
+        online_rows += outcome.rows;
+    }
+    let refresh = start.elapsed().as_secs_f64();
+
+    let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = runtime.spawn(
+        FlightServer::new(session.clone())
+            .with_project(Arc::new(manifest.clone()))
+            .with_request_log(|_| {})
+            .serve_with_listener(listener, async {
+                let _ = stop_rx.await;
+            }),
+    );
+    let client_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut client = client_rt.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        arrow_flight::FlightClient::new(channel)
+    });
+    // A fixed pseudo-random sequence of keys (an LCG: no dependency).
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next_key = move || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) as usize % entities
+    };
+    let mut lookup = || {
+        let ids: Vec<usize> = (0..keys).map(|_| next_key()).collect();
+        let ticket = json!({"online_features": {"feature_service": "all",
+                            "entities": {"customer_id": ids}}})
+        .to_string();
+        let start = Instant::now();
+        let batches: Vec<RecordBatch> = client_rt.block_on(async {
+            client
+                .do_get(arrow_flight::Ticket::new(ticket))
+                .await
+                .unwrap()
+                .try_collect()
+                .await
+                .unwrap()
+        });
+        let elapsed = start.elapsed().as_secs_f64();
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        assert_eq!(rows, keys, "one row per requested key");
+        elapsed
+    };
+    // The first lookup loads the online tables into memory.
+    let first = lookup();
+    for _ in 0..20 {
+        lookup();
+    }
+    let mut times: Vec<f64> = (0..requests).map(|_| lookup()).collect();
+    times.sort_by(f64::total_cmp);
+    let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)] * 1e3;
+    println!(
+        "\nOnline lookups over Flight (loopback, {keys} keys x 3 views per request, {requests} requests): \
+         p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; first lookup (loads the online tables) {:.0} ms; \
+         online refresh of {online_rows} rows (full) {refresh:.2} s",
+        at(0.5),
+        at(0.99),
+        times[times.len() - 1] * 1e3,
+        first * 1e3,
+    );
+    let _ = stop_tx.send(());
+    runtime.block_on(server).unwrap().unwrap();
+}
+
 fn peer_times(result: &Json) -> f64 {
     median(
         result["times"]
@@ -282,6 +385,14 @@ fn main() {
     );
     println!(
         "lake rows {lake_rows}, equal to DuckDB's exact answer: yes (checked column by column)"
+    );
+    online_lookups(
+        &runtime,
+        &session,
+        &manifest,
+        entities,
+        100,
+        env_usize("LAKE_FEATURES_LOOKUPS", 2000),
     );
 
     if env_usize("LAKE_FEATURES_FEAST", 1) == 1 {
