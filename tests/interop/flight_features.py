@@ -1,6 +1,7 @@
 """pyarrow.flight against `lake serve`: training sets through the JSON
 command, tickets that return the same rows after new data lands, online
-features, the list of feature services, and the errors a client sees.
+features, a spine uploaded through DoExchange, the list of feature services,
+and the errors a client sees.
 
 Run by tests/it/interop.rs (`interop_pyarrow_flight_...`) against a server on
 the built example project, twice: before new data lands, then after the Rust
@@ -144,6 +145,26 @@ class Checks:
         assert got["customer_orders__revenue_to_date"] == [1112.27, 191.81, None], got
         return "customers 4, 16 and an unknown 99"
 
+    def uploaded_spine(self):
+        # DoExchange: the spine goes up as record batches (pyarrow sends the
+        # descriptor in a first message of its own), the training set comes
+        # back in the spine's order, equal to the stored spine's rows.
+        _, _, stored = self.training_set()
+        spine = stored.select(["customer_id", "event_timestamp", "churned"])
+        spine = spine.take([ROW_16, 0, ROW_16])
+        request = {"training_set": {"feature_service": "churn", "full_feature_names": True}}
+        writer, reader = self.client.do_exchange(
+            flight.FlightDescriptor.for_command(command(request))
+        )
+        writer.begin(spine.schema)
+        writer.write_table(spine)
+        writer.done_writing()
+        table = reader.read_all()
+        writer.close()
+        assert table.column_names == COLUMNS, table.column_names
+        assert table.equals(stored.take([ROW_16, 0, ROW_16])), table.to_pydict()
+        return f"{table.num_rows} uploaded spine rows joined"
+
     def feature_services(self):
         table = self.client.do_get(flight.Ticket(command({"feature_services": {}}))).read_all()
         names = table.column("name").to_pylist()
@@ -225,6 +246,7 @@ PHASES = {
         "fetch_and_save",
         "same_ticket_twice",
         "online_features",
+        "uploaded_spine",
         "feature_services",
         "bad_commands",
     ],

@@ -204,7 +204,7 @@ fn interop_pyarrow_flight_training_sets_and_online_features() {
         printed
     };
     let before = phase("before");
-    assert!(before.contains("5 passed, 0 failed"), "{before}");
+    assert!(before.contains("6 passed, 0 failed"), "{before}");
     // New data lands while the server runs.
     let orders = dir.path().join("seeds/orders.csv");
     let mut text = std::fs::read_to_string(&orders).unwrap();
