@@ -302,6 +302,18 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
                     );
                 }
             }
+            let ingest = match &table.external {
+                Some(external) => {
+                    match crate::external::parse_external(external, file, table_line) {
+                        Ok(ingest) => ingest,
+                        Err(e) => {
+                            errors.push(e);
+                            None
+                        }
+                    }
+                }
+                None => None,
+            };
             sources.insert(
                 unique_id.clone(),
                 SourceDefinition {
@@ -327,6 +339,7 @@ pub fn compile(dir: &Path, options: &CompileOptions) -> Result<Compiled, Compile
                         .or_else(|| source.loaded_at_field.clone()),
                     freshness: table.freshness.clone().or_else(|| source.freshness.clone()),
                     external: table.external.clone(),
+                    ingest,
                     meta,
                     tags,
                     config: cfg,

@@ -2,7 +2,7 @@
 //! [`Manifest`]: loading `lake_project.yml` (or an unmodified
 //! `dbt_project.yml`), discovering models, seeds, macros, tests and
 //! properties YAML (with the feature store's entities, feature views and
-//! feature services), rendering Jinja SQL with dbt's context, resolving configs
+//! feature services, and the files external sources ingest), rendering Jinja SQL with dbt's context, resolving configs
 //! with dbt's precedence, building generic tests and the DAG, node
 //! selection, and writing `target/manifest.json` and the compiled SQL.
 //!
@@ -15,6 +15,7 @@ pub mod config;
 pub mod contract;
 mod dag;
 mod error;
+pub mod external;
 mod features;
 pub mod generic_tests;
 mod jinja;
@@ -28,6 +29,7 @@ mod yaml;
 pub use compile::{CompileOptions, Compiled, compile, inject_ctes};
 pub use config::{NodeConfig, OneOrMany};
 pub use error::{CompileError, CompileErrors, Location, RefKind, suggest};
+pub use external::{ExternalFiles, FileFormat, OnError};
 pub use features::{format_ttl, parse_ttl};
 pub use manifest::{
     ColumnInfo, Entity, FeatureField, FeatureRef, FeatureService, FeatureView, Manifest, Node,

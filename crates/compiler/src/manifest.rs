@@ -166,9 +166,13 @@ pub struct SourceDefinition {
     pub loaded_at_field: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub freshness: Option<Json>,
-    /// `external: {location, format, options}` for files to ingest.
+    /// `external: {location, format, options}` as written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external: Option<Json>,
+    /// The files `lake ingest` loads into this source's table (an
+    /// `external:` with a `location`), validated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingest: Option<crate::external::ExternalFiles>,
     pub meta: Map<String, Json>,
     pub tags: Vec<String>,
     pub config: Map<String, Json>,
