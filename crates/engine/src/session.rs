@@ -72,6 +72,16 @@ impl LakeSession {
             .build_arc()
             .map_err(|e| EngineError::Session(e.to_string()))?;
         runtime.register_object_store(&url_of("memory://"), lake_storage::stores::MEMORY.clone());
+        // A remote root's store (on S3, its bucket's, with the root's
+        // storage options) for whatever reads it by URL: DataFusion knows
+        // no s3:// store of its own.
+        let root_url = root.url();
+        if !matches!(root_url.scheme(), "file" | "memory")
+            && let Some(host) = root_url.host_str()
+            && let Ok(base) = url::Url::parse(&format!("{}://{host}", root_url.scheme()))
+        {
+            runtime.register_object_store(&base, root.object_store());
+        }
         let config = query_config(options.target_partitions)
             .with_default_catalog_and_schema(CATALOG, "curated")
             .with_create_default_catalog_and_schema(false)

@@ -15,6 +15,7 @@ use datafusion::execution::context::SessionState;
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder, cast};
 use datafusion::prelude::{DataFrame, Expr};
 use deltalake::DeltaTable;
+use deltalake::kernel::Transaction;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
@@ -59,6 +60,19 @@ pub enum SchemaChange {
 
 fn commit_properties(metadata: &[(String, Json)]) -> CommitProperties {
     CommitProperties::default().with_metadata(metadata.iter().cloned())
+}
+
+/// The version an application last recorded in `table` with
+/// [`TableWrite::with_app_transaction`] (Delta's `txn` action), if any.
+pub async fn app_transaction_version(table: &DeltaTable, app_id: &str) -> Result<Option<i64>> {
+    let label = table.table_url().to_string();
+    let state = table
+        .snapshot()
+        .map_err(|e| StorageError::delta(&label, e))?;
+    state
+        .transaction_version(table.log_store().as_ref(), app_id)
+        .await
+        .map_err(|e| StorageError::delta(&label, e))
 }
 
 /// The type Delta Lake stores for `data_type`, when it differs: Delta has
@@ -139,6 +153,7 @@ pub struct TableWrite {
     schema_change: SchemaChange,
     partition_by: Vec<String>,
     metadata: Vec<(String, Json)>,
+    app_transaction: Option<(String, i64)>,
 }
 
 impl TableWrite {
@@ -161,6 +176,7 @@ impl TableWrite {
             schema_change: SchemaChange::Replace,
             partition_by: Vec::new(),
             metadata: Vec::new(),
+            app_transaction: None,
         }
     }
 
@@ -187,16 +203,49 @@ impl TableWrite {
         self
     }
 
+    /// Records `(app_id, version)` as a Delta `txn` action in the same
+    /// commit as the rows, so that a writer can tell what it already wrote
+    /// (see [`app_transaction_version`]). The write fails with a conflict
+    /// unless the table's recorded version for `app_id` is `version - 1`
+    /// (none counts as 0) when it starts and no other commit with that app
+    /// id lands before it: two writers never both write on the same
+    /// knowledge.
+    pub fn with_app_transaction(mut self, app_id: impl Into<String>, version: i64) -> Self {
+        self.app_transaction = Some((app_id.into(), version));
+        self
+    }
+
     async fn run(self) -> Result<CommitOutcome> {
         let label = format!("{}.{}", self.zone, self.name);
         let table = self.root.table_for_write(&self.zone, &self.name).await?;
         let session: Arc<dyn Session> = self.session.clone();
         let plan = delta_compatible(self.plan)?;
+        let mut properties = commit_properties(&self.metadata);
+        if let Some((app_id, version)) = self.app_transaction {
+            // Optimistic: the write goes on only from the version before
+            // it; a commit with the same app id between this snapshot and
+            // ours makes deltalake's conflict check fail the commit.
+            let recorded = match table.version() {
+                Some(_) => app_transaction_version(&table, &app_id).await?,
+                None => None,
+            };
+            if recorded.unwrap_or(0) != version - 1 {
+                return Err(StorageError::Conflict {
+                    table: label,
+                    message: format!(
+                        "another writer recorded {app_id} version {} (this one expected {}); run again",
+                        recorded.unwrap_or(0),
+                        version - 1
+                    ),
+                });
+            }
+            properties = properties.with_application_transaction(Transaction::new(app_id, version));
+        }
         let mut write = table
             .write(Vec::<RecordBatch>::new())
             .with_input_plan(plan)
             .with_session_state(session)
-            .with_commit_properties(commit_properties(&self.metadata));
+            .with_commit_properties(properties);
         if !self.partition_by.is_empty() {
             write = write.with_partition_columns(self.partition_by.clone());
         }

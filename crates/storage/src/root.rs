@@ -18,7 +18,7 @@ pub const ZONES: [&str; 4] = ["raw", "curated", "features", "audit"];
 
 /// A lake root on an object store: `<root>/<zone>/<name>/` holds a Delta
 /// table, `<root>/_lake/` lake's own catalog (views).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LakeRoot {
     url: Url,
     store: Arc<dyn ObjectStore>,
@@ -67,10 +67,24 @@ impl TableVersion {
     }
 }
 
+/// Shows the storage options redacted: they hold keys and tokens.
+impl std::fmt::Debug for LakeRoot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LakeRoot")
+            .field("url", &self.url.as_str())
+            .field("store", &format_args!("{}", self.store))
+            .field("prefix", &self.prefix.as_ref())
+            .field("storage_options", &stores::redacted(&self.storage_options))
+            .finish()
+    }
+}
+
 impl LakeRoot {
     /// Opens the root given as a local path (relative ones resolve against
-    /// `base`), a `file://` URL or a `memory://` URL. A local root is
-    /// created if missing.
+    /// `base`), a `file://`, `memory://` or (with the `s3` feature)
+    /// `s3://bucket/prefix` URL, with storage options for the store (S3
+    /// keys, endpoint, region: see [`stores::store_for`]). A local root is
+    /// created if missing; a bucket is not checked until it is used.
     pub fn open(
         root: &str,
         base: &std::path::Path,
@@ -83,6 +97,12 @@ impl LakeRoot {
         };
         let url = if root.contains("://") {
             let mut url = Url::parse(root).map_err(|e| invalid(e.to_string()))?;
+            if url.password().is_some() || !url.username().is_empty() {
+                return Err(StorageError::InvalidRoot {
+                    root: stores::shown(&url),
+                    message: "credentials in the URL are not supported\n  hint: use the AWS_* environment variables or `lake: storage_options:` in the project file".into(),
+                });
+            }
             if url.scheme() == "file" {
                 let path = url
                     .to_file_path()
@@ -103,11 +123,9 @@ impl LakeRoot {
         if !url.path().ends_with('/') {
             url.set_path(&format!("{}/", url.path()));
         }
-        let store = stores::store_for(&url).ok_or_else(|| {
-            invalid(format!(
-                "unsupported scheme '{}://'; lake reads local paths, file:// and memory://",
-                url.scheme()
-            ))
+        let store = stores::store_for(&url, &storage_options).map_err(|e| match e {
+            StorageError::InvalidLocation { message, .. } => invalid(message),
+            other => other,
         })?;
         let prefix = Path::from_url_path(url.path()).map_err(|e| invalid(e.to_string()))?;
         Ok(LakeRoot {
@@ -150,7 +168,11 @@ impl LakeRoot {
 
     /// The lake's view catalog.
     pub fn views(&self) -> ViewCatalog {
-        ViewCatalog::new(self.store.clone(), self.path(&["_lake", "views"]))
+        ViewCatalog::new(
+            self.store.clone(),
+            self.url.clone(),
+            self.path(&["_lake", "views"]),
+        )
     }
 
     /// Opens the latest version of `zone.name`, or `None` when there is no
@@ -244,7 +266,7 @@ impl LakeRoot {
                 .try_next()
                 .await
                 .map_err(|source| StorageError::ObjectStore {
-                    location: log.to_string(),
+                    location: stores::location_of(&self.url, &log),
                     source,
                 })?
         {
@@ -270,7 +292,7 @@ impl LakeRoot {
         first
             .map(|entry| entry.is_some())
             .map_err(|source| StorageError::ObjectStore {
-                location: log.to_string(),
+                location: stores::location_of(&self.url, &log),
                 source,
             })
     }
@@ -284,7 +306,7 @@ impl LakeRoot {
             Err(object_store::Error::NotFound { .. }) => return Ok(vec![]),
             Err(source) => {
                 return Err(StorageError::ObjectStore {
-                    location: zone_path.to_string(),
+                    location: stores::location_of(&self.url, &zone_path),
                     source,
                 });
             }
@@ -334,5 +356,13 @@ pub fn check_name(name: &str) -> Result<()> {
             name: name.to_string(),
             message: "use letters, digits and underscores (not starting with '_')".into(),
         })
+    }
+}
+
+impl LakeRoot {
+    /// The object store for another location (a landing folder), with
+    /// this root's storage options (and the environment's, for S3).
+    pub fn store_for_location(&self, url: &Url) -> Result<Arc<dyn ObjectStore>> {
+        stores::store_for(url, &self.storage_options)
     }
 }

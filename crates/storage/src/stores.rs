@@ -8,7 +8,14 @@
 //!   does not fsync; a Delta commit acknowledged on a local disk must
 //!   survive a power loss, so after writing a `_delta_log` entry this store
 //!   syncs the file and its directory.
+//! - `s3://` and `s3a://` (cargo feature `s3`): S3 and S3-compatible
+//!   stores through object_store's S3 client, configured by the `AWS_*`
+//!   environment and the storage options; see the `s3` module.
+//!
+//! Storage options hold secrets (keys, tokens): show them only through
+//! [`redacted`], and a location only through [`shown`].
 
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, LazyLock, Once};
 
@@ -26,6 +33,11 @@ use object_store::{
 };
 use url::Url;
 
+use crate::error::{Result, StorageError};
+
+#[cfg(feature = "s3")]
+pub mod s3;
+
 /// The process's one in-memory store.
 pub static MEMORY: LazyLock<Arc<InMemory>> = LazyLock::new(|| Arc::new(InMemory::new()));
 
@@ -42,16 +54,106 @@ pub fn register() {
             Url::parse("file://").expect("valid"),
             Arc::new(DurableLocalFactory),
         );
+        #[cfg(feature = "s3")]
+        for scheme in s3::SCHEMES {
+            let scheme = Url::parse(&format!("{scheme}://")).expect("valid");
+            factories.insert(scheme.clone(), Arc::new(s3::S3Factory));
+            deltalake::logstore::logstore_factories()
+                .insert(scheme, Arc::new(s3::ConditionalPutLogStore));
+        }
     });
 }
 
-/// The store for a root URL's scheme, rooted at scheme and host.
-pub fn store_for(url: &Url) -> Option<ObjectStoreRef> {
+/// The store for a location's scheme, rooted at scheme and host (the
+/// bucket), configured by `options` (and, for S3, the `AWS_*`
+/// environment).
+pub fn store_for(url: &Url, options: &HashMap<String, String>) -> Result<ObjectStoreRef> {
+    let invalid = |message: String| StorageError::InvalidLocation {
+        location: shown(url),
+        message,
+    };
     match url.scheme() {
-        "memory" => Some(MEMORY.clone()),
-        "file" => Some(Arc::new(DurableLocalStore::new())),
-        _ => None,
+        "memory" => Ok(MEMORY.clone()),
+        "file" => Ok(Arc::new(DurableLocalStore::new())),
+        #[cfg(feature = "s3")]
+        "s3" | "s3a" => s3::store(url, options)
+            .map(|store| store as ObjectStoreRef)
+            .map_err(invalid),
+        #[cfg(not(feature = "s3"))]
+        "s3" | "s3a" => {
+            let _ = options;
+            Err(invalid(
+                "this lake was built without S3 support\n  hint: build it with the cargo feature `s3` (the `lake` binary's default)".into(),
+            ))
+        }
+        other => Err(invalid(format!(
+            "unsupported scheme '{other}://'; lake reads local paths, file://, memory:// and s3://"
+        ))),
     }
+}
+
+/// A location as it may be printed: without a user name or password.
+pub fn shown(url: &Url) -> String {
+    let mut url = url.clone();
+    if url.password().is_some() || !url.username().is_empty() {
+        let _ = url.set_password(None);
+        let _ = url.set_username("");
+    }
+    url.to_string()
+}
+
+/// The URL of `path` in the store of `base` (its scheme and bucket), as
+/// errors show it: `s3://bucket/lake/raw/orders/_delta_log`.
+pub fn location_of(base: &Url, path: &Path) -> String {
+    format!(
+        "{}://{}/{path}",
+        base.scheme(),
+        base.host_str().unwrap_or_default()
+    )
+}
+
+/// Storage option keys whose values are not secret (matched without case
+/// and without an `aws_` prefix); every other value is shown as `***`.
+const PLAIN_OPTIONS: [&str; 20] = [
+    "region",
+    "default_region",
+    "endpoint",
+    "endpoint_url",
+    "endpoint_url_s3",
+    "allow_http",
+    "virtual_hosted_style_request",
+    "bucket",
+    "bucket_name",
+    "max_retries",
+    "retry_timeout",
+    "timeout",
+    "connect_timeout",
+    "conditional_put",
+    "copy_if_not_exists",
+    "skip_signature",
+    "unsigned_payload",
+    "checksum_algorithm",
+    "s3_express",
+    "request_payer",
+];
+
+/// `options` as they may be printed: only the values of known non-secret
+/// keys (region, endpoint, ...); keys, tokens and anything unknown are
+/// `***`.
+pub fn redacted(options: &HashMap<String, String>) -> BTreeMap<String, String> {
+    options
+        .iter()
+        .map(|(key, value)| {
+            let lower = key.to_ascii_lowercase();
+            let name = lower.strip_prefix("aws_").unwrap_or(&lower);
+            let shown = if PLAIN_OPTIONS.contains(&name) {
+                value.clone()
+            } else {
+                "***".to_string()
+            };
+            (key.clone(), shown)
+        })
+        .collect()
 }
 
 fn path_of(url: &Url) -> deltalake::DeltaResult<Path> {

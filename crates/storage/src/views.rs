@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StorageError};
 use crate::root::{check_name, check_zone};
+use crate::stores::location_of;
 
 /// A stored view.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,12 +29,25 @@ pub struct ViewDefinition {
 #[derive(Debug, Clone)]
 pub struct ViewCatalog {
     store: Arc<dyn ObjectStore>,
+    /// The store's URL (scheme and bucket), for errors.
+    base: url::Url,
     prefix: Path,
 }
 
 impl ViewCatalog {
-    pub(crate) fn new(store: Arc<dyn ObjectStore>, prefix: Path) -> ViewCatalog {
-        ViewCatalog { store, prefix }
+    pub(crate) fn new(store: Arc<dyn ObjectStore>, base: url::Url, prefix: Path) -> ViewCatalog {
+        ViewCatalog {
+            store,
+            base,
+            prefix,
+        }
+    }
+
+    fn failed(&self, location: &Path, source: object_store::Error) -> StorageError {
+        StorageError::ObjectStore {
+            location: location_of(&self.base, location),
+            source,
+        }
     }
 
     fn location(&self, zone: &str, name: &str) -> Path {
@@ -54,10 +68,7 @@ impl ViewCatalog {
         self.store
             .put(&location, PutPayload::from(body))
             .await
-            .map_err(|source| StorageError::ObjectStore {
-                location: location.to_string(),
-                source,
-            })?;
+            .map_err(|source| self.failed(&location, source))?;
         Ok(())
     }
 
@@ -72,17 +83,9 @@ impl ViewCatalog {
             Ok(r) => r
                 .bytes()
                 .await
-                .map_err(|source| StorageError::ObjectStore {
-                    location: location.to_string(),
-                    source,
-                })?,
+                .map_err(|source| self.failed(&location, source))?,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(source) => {
-                return Err(StorageError::ObjectStore {
-                    location: location.to_string(),
-                    source,
-                });
-            }
+            Err(source) => return Err(self.failed(&location, source)),
         };
         serde_json::from_slice(&bytes)
             .map(Some)
@@ -97,10 +100,7 @@ impl ViewCatalog {
     pub async fn remove(&self, zone: &str, name: &str) -> Result<bool> {
         check_zone(zone)?;
         let location = self.location(zone, name);
-        let failed = |source| StorageError::ObjectStore {
-            location: location.to_string(),
-            source,
-        };
+        let failed = |source| self.failed(&location, source);
         // Object stores delete missing keys without complaint, so ask first.
         match self.store.head(&location).await {
             Ok(_) => {}
@@ -120,12 +120,7 @@ impl ViewCatalog {
         let listing = match self.store.list_with_delimiter(Some(&dir)).await {
             Ok(l) => l,
             Err(object_store::Error::NotFound { .. }) => return Ok(vec![]),
-            Err(source) => {
-                return Err(StorageError::ObjectStore {
-                    location: dir.to_string(),
-                    source,
-                });
-            }
+            Err(source) => return Err(self.failed(&dir, source)),
         };
         let mut names: Vec<String> = listing
             .objects

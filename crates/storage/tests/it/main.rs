@@ -407,3 +407,74 @@ async fn scans_carry_column_statistics_from_the_delta_log() {
     );
     assert!(!explain.contains("Utf8(\"c\")"), "{explain}");
 }
+
+/// Storage options as `LakeRoot::open` takes them.
+#[cfg(feature = "s3")]
+fn options(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[cfg(feature = "s3")]
+#[test]
+fn an_s3_root_opens_without_a_request_and_never_shows_its_secrets() {
+    let root = LakeRoot::open(
+        "s3://bucket/lake",
+        std::path::Path::new("/"),
+        options(&[
+            ("aws_access_key_id", "AKIDEXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "wJalr-very-secret"),
+            ("aws_session_token", "token-very-secret"),
+            ("region", "eu-west-1"),
+            ("endpoint", "http://127.0.0.1:1"),
+            ("allow_http", "true"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(root.url().as_str(), "s3://bucket/lake/");
+    let shown = format!("{root:?}");
+    for secret in ["AKIDEXAMPLE", "wJalr-very-secret", "token-very-secret"] {
+        assert!(!shown.contains(secret), "{shown}");
+    }
+    assert!(
+        shown.contains("eu-west-1") && shown.contains("AmazonS3(bucket)"),
+        "{shown}"
+    );
+
+    let err = LakeRoot::open(
+        "s3://AKIDEXAMPLE:secret-in-url@bucket/lake",
+        std::path::Path::new("/"),
+        Default::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("credentials in the URL"), "{err}");
+    assert!(
+        !err.contains("secret-in-url") && !err.contains("AKIDEXAMPLE"),
+        "{err}"
+    );
+
+    let err = LakeRoot::open(
+        "s3://bucket/lake",
+        std::path::Path::new("/"),
+        options(&[("endpoint", "http://127.0.0.1:1"), ("allow_http", "false")]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("AWS_ALLOW_HTTP=true"), "{err}");
+}
+
+#[cfg(not(feature = "s3"))]
+#[test]
+fn an_s3_root_needs_the_s3_feature() {
+    let err = LakeRoot::open(
+        "s3://bucket/lake",
+        std::path::Path::new("/"),
+        Default::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("built without S3 support"), "{err}");
+}
