@@ -31,9 +31,12 @@ pub enum Command {
     /// views.
     #[command(visible_alias = "list")]
     Ls(LsArgs),
-    /// Run seeds, models and tests in DAG order, writing Delta tables.
+    /// Ingest new files of external sources, then run seeds, models and
+    /// tests in DAG order, writing Delta tables.
     ///
-    /// Each model's tests run right after it; a model that fails, or an
+    /// Sources with an `external: {location, format}` load the files not
+    /// loaded yet into their raw table first (see `lake ingest`). Each
+    /// model's tests run right after it; a model that fails, or an
     /// `error` test that fails, skips everything downstream while the rest
     /// of the DAG goes on. Then the online table of each feature view (in
     /// the `features` zone: the latest values per entity key) takes the
@@ -41,11 +44,27 @@ pub enum Command {
     /// whose source ran (see docs/features.md). Results go to
     /// target/run_results.json.
     Build(RunArgs),
-    /// Run models only (no seeds, no tests), then refresh online tables as
-    /// `lake build` does.
+    /// Run models only (no seeds, no tests), after ingesting the new files
+    /// of external sources, then refresh online tables as `lake build`
+    /// does.
     Run(RunArgs),
     /// Load seeds (CSV files) into the raw zone.
     Seed(RunArgs),
+    /// Load the files that landed under external sources' locations into
+    /// their raw Delta tables, each file exactly once.
+    ///
+    /// A source table with `external: {location, format: csv|json|parquet,
+    /// options, on_error}` in properties YAML is loaded into
+    /// `raw.<source>__<table>` (what `source()` reads). Only files not
+    /// loaded yet are read, in path order, one commit per file, with the
+    /// file's path (`_source_file`) and the ingestion time (the source's
+    /// `loaded_at_field`, or `_ingested_at`) on every row; a run killed half
+    /// way and run again loads each file once. New columns are added; a
+    /// type change fails the file with its name and the column. A file that
+    /// cannot be read fails the run (the files before it stay loaded), or
+    /// with `on_error: quarantine` is moved to `<location>/_quarantine/`.
+    /// Without --select, every external source. See docs/ingest.md.
+    Ingest(RunArgs),
     /// Run data tests only, against the tables already built.
     Test(RunArgs),
     /// Run again the nodes that errored, failed or were skipped in the last
@@ -450,7 +469,7 @@ pub struct LakeArgs {
     /// The target whose `root` to use.
     #[arg(long, short = 't', value_name = "NAME", env = "LAKE_TARGET")]
     pub target: Option<String>,
-    /// The lake root: a path or a URL (file://, memory://). Default: the
+    /// The lake root: a path or a URL (file://, memory://, s3://). Default: the
     /// target's or the project file's `root`, or <project>/.lake. Without
     /// a project, this or ./.lake.
     #[arg(long, value_name = "URL", env = "LAKE_ROOT")]

@@ -73,6 +73,7 @@ fn main() -> ExitCode {
         Command::Build(args) => commands::build::run(args, commands::build::Kind::Build),
         Command::Run(args) => commands::build::run(args, commands::build::Kind::Run),
         Command::Seed(args) => commands::build::run(args, commands::build::Kind::Seed),
+        Command::Ingest(args) => commands::build::run(args, commands::build::Kind::Ingest),
         Command::Test(args) => commands::build::run(args, commands::build::Kind::Test),
         Command::Retry(args) => commands::build::retry(args),
         Command::Source {

@@ -458,7 +458,7 @@ fn concurrent_builds_do_not_corrupt_tables() {
             // A loser may fail a node, but only with a clear conflict.
             let text = stdout(out);
             for line in text.lines().filter(|l| l.contains(" ERROR ")) {
-                let detail = text.split(line).nth(1).unwrap_or("");
+                let detail = format!("{line}{}", text.split(line).nth(1).unwrap_or(""));
                 assert!(
                     detail.contains("conflict") || detail.contains("another"),
                     "an error that is not a commit conflict: {line}\n{text}"
@@ -484,7 +484,7 @@ fn the_example_project_builds() {
     let out = build(dir.path(), &[]);
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     assert!(
-        stdout(&out).contains("Finished 35 nodes and 2 online tables"),
+        stdout(&out).contains("Finished 39 nodes and 2 online tables"),
         "{}",
         stdout(&out)
     );
@@ -607,14 +607,14 @@ fn seed_run_and_test_as_separate_steps_with_a_json_log() {
     let out = lake(dir.path(), &["run"]);
     assert!(out.status.success(), "{}", stdout(&out));
     assert!(
-        stdout(&out).contains("Finished 8 nodes and 2 online tables"),
+        stdout(&out).contains("Finished 10 nodes and 2 online tables"),
         "{}",
         stdout(&out)
     );
     let out = lake(dir.path(), &["test"]);
     assert!(out.status.success(), "{}", stdout(&out));
     assert!(
-        stdout(&out).contains("Finished 22 nodes") && stdout(&out).contains("22 pass"),
+        stdout(&out).contains("Finished 24 nodes") && stdout(&out).contains("24 pass"),
         "{}",
         stdout(&out)
     );

@@ -44,7 +44,7 @@ fn compile_writes_manifest_and_compiled_sql() {
     let out = lake(dir.path(), &["compile"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains("Compiled 8 models, 5 seeds, 22 tests, 0 sources"),
+        stdout(&out).contains("Compiled 9 models, 5 seeds, 24 tests, 1 sources"),
         "{}",
         stdout(&out)
     );
@@ -102,8 +102,8 @@ fn compile_json_log_format() {
     let out = lake(dir.path(), &["compile", "--log-format", "json"]);
     assert!(out.status.success());
     let event: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
-    assert_eq!(event["models"], 8);
-    assert_eq!(event["tests"], 22);
+    assert_eq!(event["models"], 9);
+    assert_eq!(event["tests"], 24);
 }
 
 #[test]

@@ -345,9 +345,9 @@ fn features_build_keeps_online_tables_merging_only_newer_rows() {
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     let text = stdout(&out);
     assert!(
-        text.contains("Running 35 nodes and 2 online tables")
+        text.contains("Running 39 nodes and 2 online tables")
             && text.contains("OK merged into online table features.customer_activity [")
-            && text.contains("Finished 35 nodes and 2 online tables"),
+            && text.contains("Finished 39 nodes and 2 online tables"),
         "{text}"
     );
     // Only the keys with newer rows are merged, in one commit each.

@@ -4,10 +4,12 @@
 mod build;
 mod cli;
 mod features;
+mod ingest;
 mod interop;
 mod lakeread;
 mod quality;
 mod remote;
+mod s3;
 mod serve;
 mod slt;
 mod sql;
@@ -47,7 +49,7 @@ pub fn example_project() -> tempfile::TempDir {
         &repo_root().join("lake_project.yml"),
         &dir.path().join("lake_project.yml"),
     );
-    for sub in ["models", "seeds", "macros", "data-tests"] {
+    for sub in ["models", "seeds", "macros", "data-tests", "landing"] {
         copy_tree(&repo_root().join(sub), &dir.path().join(sub));
     }
     dir

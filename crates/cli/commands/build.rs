@@ -1,4 +1,5 @@
-//! `lake build`, `lake run`, `lake seed`, `lake test`, `lake retry`.
+//! `lake build`, `lake run`, `lake seed`, `lake ingest`, `lake test`,
+//! `lake retry`.
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{IsTerminal, Write};
@@ -25,10 +26,17 @@ pub enum Kind {
     Build,
     Run,
     Seed,
+    Ingest,
     Test,
 }
 
 impl Kind {
+    /// Whether this command ingests the external sources it selects
+    /// (`run` too: its models read them).
+    fn ingests(self) -> bool {
+        matches!(self, Kind::Build | Kind::Run | Kind::Ingest)
+    }
+
     fn runs(self, t: ResourceType) -> bool {
         match self {
             Kind::Build => matches!(
@@ -37,6 +45,7 @@ impl Kind {
             ),
             Kind::Run => t == ResourceType::Model,
             Kind::Seed => t == ResourceType::Seed,
+            Kind::Ingest => false,
             Kind::Test => t == ResourceType::Test,
         }
     }
@@ -46,6 +55,7 @@ impl Kind {
             Kind::Build => "build",
             Kind::Run => "run",
             Kind::Seed => "seed",
+            Kind::Ingest => "ingest",
             Kind::Test => "test",
         }
     }
@@ -61,16 +71,17 @@ pub fn run(args: RunArgs, kind: Kind) -> CmdResult {
             &selected,
             &args.select,
         )?),
-        Kind::Seed | Kind::Test => None,
+        Kind::Seed | Kind::Ingest | Kind::Test => None,
     };
+    let manifest = &compiled.manifest;
     let selected: BTreeSet<String> = selected
         .into_iter()
         .filter(|id| {
-            compiled
-                .manifest
+            manifest
                 .nodes
                 .get(id)
                 .is_some_and(|n| kind.runs(n.resource_type))
+                || (kind.ingests() && is_ingested_source(manifest, id))
         })
         .collect();
     let argv = serde_json::json!({"command": kind.name(), "select": args.select.select, "exclude": args.select.exclude});
@@ -98,7 +109,9 @@ pub fn retry(args: RetryArgs) -> CmdResult {
         .iter()
         .filter(|r| r.status.needs_retry())
         .map(|r| r.unique_id.clone())
-        .filter(|id| compiled.manifest.nodes.contains_key(id))
+        .filter(|id| {
+            compiled.manifest.nodes.contains_key(id) || is_ingested_source(&compiled.manifest, id)
+        })
         .collect();
     // Online tables that failed or were skipped are refreshed again.
     let online = OnlineViews {
@@ -131,6 +144,11 @@ pub fn retry(args: RetryArgs) -> CmdResult {
         Some(online),
         argv,
     )
+}
+
+/// Whether `id` is a source whose files `lake ingest` loads.
+fn is_ingested_source(manifest: &Manifest, id: &str) -> bool {
+    manifest.sources.get(id).is_some_and(|s| s.ingest.is_some())
 }
 
 /// Which feature views a run keeps the online table of (those with
@@ -390,9 +408,7 @@ fn execute(
         .unwrap_or_default();
     let total = nodes + views.len();
     let results = runtime.block_on(async {
-        let session = LakeSession::open(Arc::new(root), &session_options)
-            .await
-            .map_err(|e| Failure::Internal(anyhow!("opening the lake at {root_url}: {e}")))?;
+        let session = super::open_session(root, &session_options).await?;
         let runner = Runner::new(
             session.clone(),
             compiled.clone(),
@@ -478,7 +494,7 @@ fn selected_count(compiled: &Compiled, selected: &BTreeSet<String>) -> usize {
         .filter(|id| {
             compiled.manifest.nodes.get(*id).is_some_and(|n| {
                 !(n.resource_type == ResourceType::Model && n.config.materialized == "ephemeral")
-            })
+            }) || is_ingested_source(&compiled.manifest, id)
         })
         .count()
 }
@@ -612,6 +628,14 @@ fn finished_line(
             "{index} of {total} PASS {description} [{}]",
             facts.join(", ")
         ),
+        // An ingestion that quarantined files: what was loaded and moved.
+        Status::Warn if r.adapter_response.ingest.is_some() => {
+            format!(
+                "{index} of {total} WARN {} [{}]",
+                r.message,
+                facts.join(", ")
+            )
+        }
         Status::Warn => format!(
             "{index} of {total} WARN {} {description} [{}]",
             r.failures.unwrap_or(0),

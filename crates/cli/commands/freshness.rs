@@ -1,11 +1,10 @@
 //! `lake source freshness`
 
 use std::io::Write;
-use std::sync::Arc;
 
 use anyhow::anyhow;
 use chrono::{DateTime, Utc};
-use lake_engine::{FreshnessResults, FreshnessStatus, LakeSession, SessionOptions};
+use lake_engine::{FreshnessResults, FreshnessStatus, SessionOptions};
 
 use crate::args::{FreshnessArgs, LogFormat};
 use crate::{CmdResult, Failure};
@@ -38,9 +37,7 @@ pub fn run(args: FreshnessArgs) -> CmdResult {
     let runtime = super::runtime()?;
     let started = std::time::Instant::now();
     let results = runtime.block_on(async {
-        let session = LakeSession::open(Arc::new(root), &SessionOptions::default())
-            .await
-            .map_err(|e| Failure::Internal(anyhow!("opening the lake: {e}")))?;
+        let session = super::open_session(root, &SessionOptions::default()).await?;
         let mut results = Vec::new();
         for source in &sources {
             results.push(lake_engine::check_source(&session, source, now).await);

@@ -58,3 +58,22 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .build()
         .map_err(|e| Failure::Internal(e.into()))
 }
+
+/// Opens the lake's session. A store that cannot be reached or read (a
+/// missing bucket, refused credentials) is the user's to fix, not a bug:
+/// exit 1 with the store's message.
+pub async fn open_session(
+    root: lake_storage::LakeRoot,
+    options: &lake_engine::SessionOptions,
+) -> Result<lake_engine::LakeSession, Failure> {
+    let root_url = lake_storage::stores::shown(root.url());
+    lake_engine::LakeSession::open(std::sync::Arc::new(root), options)
+        .await
+        .map_err(|e| {
+            let error = anyhow::anyhow!("opening the lake at {root_url}: {e}");
+            match e {
+                lake_engine::EngineError::Storage(_) => Failure::User(error),
+                _ => Failure::Internal(error),
+            }
+        })
+}

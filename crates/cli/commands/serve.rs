@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::anyhow;
 use lake_auth::Authenticator;
 use lake_compiler::{ColumnInfo, Manifest, ResourceType};
-use lake_engine::{LakeSession, SessionOptions};
+use lake_engine::SessionOptions;
 use lake_flight::{FlightServer, ServeError, is_loopback};
 use serde_json::Value as Json;
 use tokio::net::TcpListener;
@@ -51,7 +51,6 @@ pub fn run(args: ServeArgs) -> CmdResult {
         url_tables: false,
         ..SessionOptions::default()
     };
-    let root_url = root.url().to_string();
     let pii = match project.as_ref().map(pii_columns) {
         Some(pii) => {
             let listed: Vec<String> = pii
@@ -85,9 +84,7 @@ pub fn run(args: ServeArgs) -> CmdResult {
         None => "none, loopback only".to_owned(),
     };
     let result = runtime.block_on(async {
-        let session = LakeSession::open(Arc::new(root), &options)
-            .await
-            .map_err(|e| Failure::Internal(anyhow!("opening the lake at {root_url}: {e}")))?;
+        let session = super::open_session(root, &options).await?;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| Failure::User(anyhow!("cannot listen on {addr}: {e}")))?;

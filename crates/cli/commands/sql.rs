@@ -820,9 +820,7 @@ async fn open_backend(args: &SqlArgs) -> Result<(Backend, String), Failure> {
     let root = open_root(&args.lake)?;
     let options = session_options(&args.lake)?;
     let root_url = root.url().to_string();
-    let session = LakeSession::open(Arc::new(root), &options)
-        .await
-        .map_err(|e| Failure::Internal(anyhow!("opening the lake at {root_url}: {e}")))?;
+    let session = super::open_session(root, &options).await?;
     Ok((Backend::Local(session), root_url))
 }
 
@@ -961,9 +959,7 @@ pub fn show(args: ShowArgs) -> CmdResult {
     };
     let limit = args.limit;
     let result = runtime.block_on(async {
-        let session = LakeSession::open(Arc::new(root), &SessionOptions::default())
-            .await
-            .map_err(|e| Failure::Internal(anyhow!("opening the lake: {e}")))?;
+        let session = super::open_session(root, &SessionOptions::default()).await?;
         let df = session
             .plan_query(sql.trim().trim_end_matches(';'))
             .await

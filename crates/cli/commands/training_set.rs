@@ -3,7 +3,6 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::anyhow;
@@ -15,7 +14,7 @@ use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
 use futures::StreamExt;
-use lake_engine::{LakeSession, SessionOptions};
+use lake_engine::SessionOptions;
 use lake_features::{FeatureError, FeatureSelection, Spine, TrainingSet};
 
 use crate::args::{ProjectArgs, TrainingSetArgs};
@@ -56,12 +55,9 @@ pub fn run(args: TrainingSetArgs) -> CmdResult {
         memory_limit: super::build::memory_limit(args.lake.memory_limit.as_deref())?,
         ..SessionOptions::default()
     };
-    let root_url = root.url().to_string();
     let runtime = super::runtime()?;
     let result = runtime.block_on(async {
-        let session = LakeSession::open(Arc::new(root), &options)
-            .await
-            .map_err(|e| Failure::Internal(anyhow!("opening the lake at {root_url}: {e}")))?;
+        let session = super::open_session(root, &options).await?;
         let stream = set
             .execute(session.context())
             .await

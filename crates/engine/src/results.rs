@@ -49,6 +49,9 @@ pub struct AdapterResponse {
     /// Drift tests: the measured statistics and the versions compared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<serde_json::Value>,
+    /// Ingested sources: the files loaded, quarantined and already in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingest: Option<serde_json::Value>,
 }
 
 /// One node's result.

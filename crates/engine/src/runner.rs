@@ -1,5 +1,6 @@
 //! Runs the selected nodes of a compiled project in DAG order, `threads` at
-//! a time. A node that fails (or an `error` test that fails) skips
+//! a time. Selected external sources are ingested first, before what reads
+//! them. A node that fails (or an `error` test that fails) skips
 //! everything downstream; the rest of the DAG goes on, unless `fail_fast`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -10,6 +11,7 @@ use std::time::Instant;
 use lake_compiler::{Compiled, Node, ResourceType};
 use tokio::task::JoinSet;
 
+use crate::ingest::Ingest;
 use crate::materialize::{Materializer, NodeOutcome};
 use crate::results::{AdapterResponse, NodeResult, RunMetadata, RunResults, Status};
 use crate::session::LakeSession;
@@ -117,23 +119,42 @@ impl Runner {
         }
     }
 
-    /// The nodes of `selected` that run: no ephemeral models (they are
-    /// inlined) and no sources.
+    /// The nodes of `selected` that run: external sources to ingest first,
+    /// then the nodes in DAG order, without ephemeral models (they are
+    /// inlined).
     fn runnable(&self, selected: &BTreeSet<String>) -> Vec<String> {
         let manifest = &self.shared.compiled.manifest;
-        manifest
-            .topological_order()
-            .into_iter()
-            .filter(|id| selected.contains(*id))
-            .filter(|id| {
-                manifest.nodes.get(*id).is_some_and(|n| {
-                    n.resource_type != ResourceType::Source
-                        && !(n.resource_type == ResourceType::Model
-                            && n.config.materialized == "ephemeral")
-                })
-            })
-            .map(str::to_string)
+        let sources = manifest
+            .sources
+            .values()
+            .filter(|s| s.ingest.is_some() && selected.contains(&s.unique_id))
+            .map(|s| s.unique_id.clone());
+        sources
+            .chain(
+                manifest
+                    .topological_order()
+                    .into_iter()
+                    .filter(|id| selected.contains(*id))
+                    .filter(|id| {
+                        manifest.nodes.get(*id).is_some_and(|n| {
+                            n.resource_type != ResourceType::Source
+                                && !(n.resource_type == ResourceType::Model
+                                    && n.config.materialized == "ephemeral")
+                        })
+                    })
+                    .map(str::to_string),
+            )
             .collect()
+    }
+
+    /// How the run describes `id` (a node, or a source it ingests).
+    fn describe_id(&self, id: &str) -> String {
+        let manifest = &self.shared.compiled.manifest;
+        match (manifest.nodes.get(id), manifest.sources.get(id)) {
+            (Some(node), _) => describe(node),
+            (None, Some(source)) => format!("ingest source {}", source.relation_name),
+            (None, None) => id.to_string(),
+        }
     }
 
     /// What each node waits for: its parents in the run (looking through
@@ -149,7 +170,9 @@ impl Runner {
             .collect();
         let mut tests_of: HashMap<&str, Vec<&str>> = HashMap::new();
         for id in run {
-            let node = &manifest.nodes[id];
+            let Some(node) = manifest.nodes.get(id) else {
+                continue;
+            };
             if node.resource_type == ResourceType::Test {
                 for parent in &node.depends_on.nodes {
                     tests_of
@@ -161,7 +184,11 @@ impl Runner {
         }
         let mut deps = HashMap::new();
         for (position, id) in run.iter().enumerate() {
-            let node = &manifest.nodes[id];
+            let Some(node) = manifest.nodes.get(id) else {
+                // A source to ingest waits for nothing.
+                deps.insert(id.clone(), Vec::new());
+                continue;
+            };
             let mut wait: BTreeSet<String> = BTreeSet::new();
             let mut stack: Vec<&str> = node.depends_on.nodes.iter().map(String::as_str).collect();
             let mut seen: BTreeSet<&str> = BTreeSet::new();
@@ -203,7 +230,9 @@ impl Runner {
         let state = self.shared.session.context().state();
         let mut errors = BTreeMap::new();
         for id in run {
-            let node = &self.shared.compiled.manifest.nodes[id];
+            let Some(node) = self.shared.compiled.manifest.nodes.get(id) else {
+                continue;
+            };
             if node.resource_type == ResourceType::Seed {
                 continue;
             }
@@ -249,7 +278,7 @@ impl Runner {
                 on_event(RunEvent::Finished {
                     index,
                     total,
-                    description: describe(&self.shared.compiled.manifest.nodes[id]),
+                    description: self.describe_id(id),
                     result: Box::new(result.clone()),
                 });
                 results.insert(id.clone(), result);
@@ -275,7 +304,7 @@ impl Runner {
                             .is_some_and(|r| !r.status.lets_children_run())
                     })
                     .cloned();
-                let node = &self.shared.compiled.manifest.nodes[id];
+                let description = self.describe_id(id);
                 if stopping || blocked.is_some() {
                     let message = match &blocked {
                         Some(up) => format!(
@@ -289,7 +318,7 @@ impl Runner {
                     on_event(RunEvent::Finished {
                         index,
                         total,
-                        description: describe(node),
+                        description,
                         result: Box::new(result.clone()),
                     });
                     results.insert(id.clone(), result);
@@ -304,7 +333,7 @@ impl Runner {
                         index,
                         total,
                         unique_id: id.clone(),
-                        description: describe(node),
+                        description,
                     });
                     let shared = self.shared.clone();
                     let slot = running.len();
@@ -339,7 +368,7 @@ impl Runner {
             on_event(RunEvent::Finished {
                 index: node_index,
                 total,
-                description: describe(&self.shared.compiled.manifest.nodes[&id]),
+                description: self.describe_id(&id),
                 result: Box::new(result.clone()),
             });
             results.insert(id, result);
@@ -393,7 +422,9 @@ fn skipped_result(id: &str, status: Status, message: String) -> NodeResult {
 }
 
 async fn run_node(shared: &Shared, id: &str, slot: usize) -> NodeResult {
-    let node = &shared.compiled.manifest.nodes[id];
+    let Some(node) = shared.compiled.manifest.nodes.get(id) else {
+        return ingest_source(shared, id, slot).await;
+    };
     let started = Instant::now();
     let materializer = Materializer {
         session: &shared.session,
@@ -422,8 +453,54 @@ async fn run_node(shared: &Shared, id: &str, slot: usize) -> NodeResult {
                 .drift
                 .as_ref()
                 .and_then(|d| serde_json::to_value(d).ok()),
+            ingest: None,
         },
         thread_id: format!("Thread-{}", slot + 1),
         relation_name: node.relation_name.clone(),
     }
+}
+
+/// Ingests the external source `id`: a success lists the files loaded; a
+/// file that stopped it is an error naming the file, after the files
+/// before it; quarantined files make a warning.
+async fn ingest_source(shared: &Shared, id: &str, slot: usize) -> NodeResult {
+    let started = Instant::now();
+    let source = &shared.compiled.manifest.sources[id];
+    let mut result = skipped_result(id, Status::Success, String::new());
+    result.thread_id = format!("Thread-{}", slot + 1);
+    result.relation_name = Some(source.relation_name.clone());
+    let ingest = match Ingest::new(&shared.session, source, &shared.project_dir) {
+        Ok(ingest) => ingest.with_run_id(&shared.options.run_id),
+        Err(e) => {
+            result.status = Status::Error;
+            result.message = e.to_string();
+            result.adapter_response.message = result.message.clone();
+            return result;
+        }
+    };
+    match ingest.await {
+        Ok(outcome) => {
+            result.status = if outcome.failed.is_some() {
+                Status::Error
+            } else if !outcome.quarantined.is_empty() {
+                Status::Warn
+            } else {
+                Status::Success
+            };
+            result.message = match &outcome.failed {
+                Some(_) => format!("{}: {}", source.original_file_path, outcome.summary()),
+                None => outcome.summary(),
+            };
+            result.adapter_response.rows_affected = Some(outcome.rows());
+            result.adapter_response.delta_version = outcome.files.last().map(|f| f.version);
+            result.adapter_response.ingest = Some(crate::ingest::outcome_json(&outcome));
+        }
+        Err(e) => {
+            result.status = Status::Error;
+            result.message = e.to_string();
+        }
+    }
+    result.adapter_response.message = result.message.clone();
+    result.execution_time = started.elapsed().as_secs_f64();
+    result
 }

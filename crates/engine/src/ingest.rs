@@ -1,0 +1,965 @@
+//! Ingestion: the files that land under an external source's location
+//! (csv, newline-delimited json, parquet; local or object storage) loaded
+//! into the source's Delta table in `raw`, each file exactly once.
+//!
+//! - Which files are in: every row carries the file it came from
+//!   ([`SOURCE_FILE_COLUMN`], the path under the location) and the run's
+//!   ingestion time (the source's `loaded_at_field`, or
+//!   [`INGESTED_AT_COLUMN`]). The rows of a file and its name land in one
+//!   Delta commit, so the table itself says which files are in, and a run
+//!   killed half way leaves each file either fully in or not at all: the
+//!   next run loads what is missing.
+//! - Each commit also records a Delta `txn` action (app id [`APP_ID`]):
+//!   two ingestions of the same table racing make one of the commits fail
+//!   instead of loading a file twice.
+//! - Files go in path order, one commit per file. New columns are added
+//!   (NULL in older rows); a column whose values no longer fit the table's
+//!   type fails the file with its name and the column, and the files
+//!   before it stay ingested.
+//! - A file lake cannot read fails the run naming the file (and line), or,
+//!   with `on_error: quarantine`, is moved under `<location>/_quarantine/`
+//!   and reported while the other files are ingested. Names starting with
+//!   `_` or `.` (markers such as `_SUCCESS`, the quarantine) and empty
+//!   files are not ingested.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::common::ScalarValue;
+use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
+use datafusion::error::DataFusionError;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::logical_expr::{LogicalPlanBuilder, cast, ident, lit};
+use datafusion::prelude::{
+    CsvReadOptions, DataFrame, Expr, JsonReadOptions, ParquetReadOptions, SessionConfig,
+    SessionContext,
+};
+use futures::{StreamExt, TryStreamExt};
+use lake_compiler::{ExternalFiles, FileFormat, OnError, SourceDefinition};
+use lake_storage::{
+    SchemaChange, TableWrite, WriteMode, app_transaction_version, quote_ident, stored_type,
+};
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt};
+use serde::Serialize;
+use serde_json::json;
+use url::Url;
+
+use crate::error::{EngineError, Result};
+use crate::materialize::split_relation;
+use crate::session::LakeSession;
+
+/// The column that names the file a row came from (its path under the
+/// source's location).
+pub const SOURCE_FILE_COLUMN: &str = "_source_file";
+/// The ingestion time column when the source has no `loaded_at_field`.
+pub const INGESTED_AT_COLUMN: &str = "_ingested_at";
+/// The Delta `txn` app id of ingestion commits.
+pub const APP_ID: &str = "lake.ingest";
+/// Where `on_error: quarantine` moves unreadable files, under the location.
+pub const QUARANTINE_DIR: &str = "_quarantine";
+
+/// Rows read to infer the column types of a csv or json file.
+const INFER_ROWS: usize = 100_000;
+
+/// A file loaded by this run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IngestedFile {
+    /// The path under the location (what [`SOURCE_FILE_COLUMN`] holds).
+    pub path: String,
+    pub rows: u64,
+    /// The Delta version of the commit that loaded it.
+    pub version: u64,
+}
+
+/// A file moved aside by `on_error: quarantine`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QuarantinedFile {
+    pub path: String,
+    /// Where it is now.
+    pub moved_to: String,
+    pub error: String,
+}
+
+/// The file that stopped the run, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FileFailure {
+    pub path: String,
+    pub error: String,
+}
+
+/// What one ingestion of one source did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct IngestOutcome {
+    /// `raw.landing__events`.
+    pub table: String,
+    /// The location, resolved (`file:///.../landing/events/`).
+    pub location: String,
+    pub files: Vec<IngestedFile>,
+    pub quarantined: Vec<QuarantinedFile>,
+    /// Files found that an earlier run loaded.
+    pub already_ingested: usize,
+    /// Files without rows (a header only).
+    pub empty: Vec<String>,
+    /// Set when a file stopped the run (`on_error: fail`) or the store
+    /// failed; the files before it are in `files`.
+    pub failed: Option<FileFailure>,
+}
+
+impl IngestOutcome {
+    pub fn rows(&self) -> u64 {
+        self.files.iter().map(|f| f.rows).sum()
+    }
+
+    /// One line for the console: "ingested 2 files (40 rows) into raw.x".
+    pub fn summary(&self) -> String {
+        let mut text = format!(
+            "ingested {} into {}",
+            count(self.files.len(), "file", self.rows()),
+            self.table
+        );
+        if self.already_ingested > 0 {
+            text.push_str(&format!(", {} already in", self.already_ingested));
+        }
+        if !self.quarantined.is_empty() {
+            let names: Vec<&str> = self.quarantined.iter().map(|q| q.path.as_str()).collect();
+            text.push_str(&format!(
+                "; quarantined {}: {}",
+                self.quarantined.len(),
+                names.join(", ")
+            ));
+        }
+        if let Some(failed) = &self.failed {
+            text = format!("{}: {}\n  ({text})", failed.path, failed.error);
+        }
+        text
+    }
+}
+
+fn count(files: usize, noun: &str, rows: u64) -> String {
+    format!(
+        "{files} {noun}{} ({rows} row{})",
+        if files == 1 { "" } else { "s" },
+        if rows == 1 { "" } else { "s" }
+    )
+}
+
+/// Loads the new files of one external source. Builder style: `with_*`
+/// setters, `.await` runs it.
+pub struct Ingest<'a> {
+    session: &'a LakeSession,
+    source: &'a SourceDefinition,
+    spec: &'a ExternalFiles,
+    project_dir: &'a Path,
+    run_id: Option<String>,
+}
+
+impl<'a> Ingest<'a> {
+    /// Fails when the source has no `external.location`.
+    pub fn new(
+        session: &'a LakeSession,
+        source: &'a SourceDefinition,
+        project_dir: &'a Path,
+    ) -> Result<Ingest<'a>> {
+        let spec = source.ingest.as_ref().ok_or_else(|| EngineError::Config {
+            file: source.original_file_path.clone(),
+            message: format!(
+                "source {}.{} has no external location to ingest",
+                source.source_name, source.name
+            ),
+        })?;
+        Ok(Ingest {
+            session,
+            source,
+            spec,
+            project_dir,
+            run_id: None,
+        })
+    }
+
+    /// Recorded in each commit as `lake.run_id`.
+    pub fn with_run_id(mut self, run_id: impl Into<String>) -> Self {
+        self.run_id = Some(run_id.into());
+        self
+    }
+
+    fn ingested_at_column(&self) -> &str {
+        self.source
+            .loaded_at_field
+            .as_deref()
+            .unwrap_or(INGESTED_AT_COLUMN)
+    }
+
+    fn config_error(&self, message: String) -> EngineError {
+        EngineError::Config {
+            file: self.source.original_file_path.clone(),
+            message: format!(
+                "source {}.{}: {message}",
+                self.source.source_name, self.source.name
+            ),
+        }
+    }
+
+    /// Runs the ingestion. `Err` only when nothing could start (the
+    /// location or the table cannot be read); a file that fails is
+    /// reported in [`IngestOutcome::failed`] with the files before it.
+    pub async fn run(self) -> Result<IngestOutcome> {
+        let (zone, name) = split_relation(&self.source.relation_name);
+        let landing = Landing::open(&self.spec.location, self.project_dir, self.session)
+            .map_err(|e| self.config_error(e))?;
+        let mut outcome = IngestOutcome {
+            table: format!("{zone}.{name}"),
+            location: landing.url.to_string(),
+            ..Default::default()
+        };
+        let files = landing
+            .list()
+            .await
+            .map_err(|e| self.config_error(format!("cannot list {}: {e}", landing.url)))?;
+        let root = self.session.root().clone();
+        let table = root.load_table(zone, name).await?;
+        let done = match &table {
+            Some(_) => self.ingested_files(zone, name).await?,
+            None => BTreeSet::new(),
+        };
+        let mut txn_version = match &table {
+            Some(table) => app_transaction_version(table, APP_ID).await?.unwrap_or(0),
+            None => 0,
+        };
+        let ingested_at = chrono::Utc::now();
+        for file in files {
+            if done.contains(&file.path) {
+                outcome.already_ingested += 1;
+                continue;
+            }
+            let table_schema = self.table_schema(zone, name).await?;
+            let attempt = self
+                .load_file(
+                    &landing,
+                    &file,
+                    table_schema.as_ref(),
+                    ingested_at,
+                    zone,
+                    name,
+                    txn_version + 1,
+                )
+                .await;
+            match attempt {
+                Ok(loaded) => {
+                    txn_version += 1;
+                    self.session.catalog().note_written(zone, name);
+                    if loaded.rows == 0 {
+                        // Nothing of it is in the table (a header only):
+                        // it is looked at again next time, at no cost.
+                        outcome.empty.push(loaded.path);
+                    } else {
+                        outcome.files.push(loaded);
+                    }
+                }
+                Err(Problem::File(error)) if self.spec.on_error == OnError::Quarantine => {
+                    match landing.quarantine(&file).await {
+                        Ok(moved_to) => outcome.quarantined.push(QuarantinedFile {
+                            path: file.path.clone(),
+                            moved_to,
+                            error,
+                        }),
+                        Err(e) => {
+                            outcome.failed = Some(FileFailure {
+                                path: file.path.clone(),
+                                error: format!("{error}\n  and it could not be quarantined: {e}"),
+                            });
+                            break;
+                        }
+                    }
+                }
+                Err(Problem::File(error) | Problem::Store(error)) => {
+                    outcome.failed = Some(FileFailure {
+                        path: file.path.clone(),
+                        error,
+                    });
+                    break;
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// The table's schema (columns lake did not add), or `None` before
+    /// the first load.
+    async fn table_schema(&self, zone: &str, name: &str) -> Result<Option<Schema>> {
+        let Some(table) = self.session.root().load_table(zone, name).await? else {
+            return Ok(None);
+        };
+        let label = format!("{zone}.{name}");
+        let schema = table
+            .snapshot()
+            .map_err(|e| lake_storage::StorageError::delta(&label, e))?
+            .snapshot()
+            .arrow_schema();
+        Ok(Some(schema.as_ref().clone()))
+    }
+
+    /// The files earlier runs loaded: the distinct values of the source
+    /// file column.
+    async fn ingested_files(&self, zone: &str, name: &str) -> Result<BTreeSet<String>> {
+        let Some(schema) = self.table_schema(zone, name).await? else {
+            return Ok(BTreeSet::new());
+        };
+        if schema.field_with_name(SOURCE_FILE_COLUMN).is_err() {
+            return Err(self.config_error(format!(
+                "{zone}.{name} exists but has no {SOURCE_FILE_COLUMN} column, so lake did not ingest it\n  hint: give the source another identifier, or drop the table"
+            )));
+        }
+        let sql = format!(
+            "select distinct {} from {}.{}",
+            quote_ident(SOURCE_FILE_COLUMN),
+            quote_ident(zone),
+            quote_ident(name)
+        );
+        let context = format!("{zone}.{name}: reading the ingested file names");
+        let batches = self
+            .session
+            .context()
+            .sql(&sql)
+            .await
+            .map_err(|e| EngineError::datafusion(&context, e))?
+            .collect()
+            .await
+            .map_err(|e| EngineError::datafusion(&context, e))?;
+        let mut names = BTreeSet::new();
+        for batch in batches {
+            let column = datafusion::arrow::compute::cast(batch.column(0), &DataType::Utf8)
+                .map_err(|e| EngineError::datafusion(&context, e.into()))?;
+            let strings = column
+                .as_any()
+                .downcast_ref::<datafusion::arrow::array::StringArray>()
+                .expect("cast to Utf8");
+            names.extend(strings.iter().flatten().map(str::to_string));
+        }
+        Ok(names)
+    }
+
+    /// Loads one file in one commit.
+    #[allow(clippy::too_many_arguments)]
+    async fn load_file(
+        &self,
+        landing: &Landing,
+        file: &LandingFile,
+        table_schema: Option<&Schema>,
+        ingested_at: chrono::DateTime<chrono::Utc>,
+        zone: &str,
+        name: &str,
+        txn_version: i64,
+    ) -> Result<IngestedFile, Problem> {
+        let url = landing.file_url(file);
+        let reader = FileReader {
+            spec: self.spec,
+            url: url.clone(),
+            store: landing.store.clone(),
+            schema: std::sync::OnceLock::new(),
+        };
+        let ctx = self.session.context();
+        let df = match reader.read(ctx, table_schema).await {
+            Ok(df) => df,
+            Err(e) => return Err(reader.problem(e).await),
+        };
+        let plan = self
+            .with_lake_columns(df, table_schema, &file.path, ingested_at)
+            .map_err(Problem::File)?;
+        if table_schema.is_none() {
+            // Create the table empty first: deltalake does not check the
+            // txn of a racing creator of version 0, but it does for every
+            // commit on an existing table.
+            let empty = LogicalPlanBuilder::from(plan.clone())
+                .limit(0, Some(0))
+                .and_then(LogicalPlanBuilder::build)
+                .map_err(|e| Problem::Store(e.to_string()))?;
+            TableWrite::new(
+                self.session.root().clone(),
+                zone,
+                name,
+                empty,
+                self.session.state(),
+            )
+            .with_mode(WriteMode::Append)
+            .with_schema_change(SchemaChange::AddColumns)
+            .with_metadata("lake.node", json!(self.source.unique_id))
+            .await
+            .map_err(|e| Problem::Store(e.to_string()))?;
+        }
+        let write = TableWrite::new(
+            self.session.root().clone(),
+            zone,
+            name,
+            plan,
+            self.session.state(),
+        )
+        .with_mode(WriteMode::Append)
+        .with_schema_change(SchemaChange::AddColumns)
+        .with_metadata("lake.node", json!(self.source.unique_id))
+        .with_metadata("lake.ingest.file", json!(file.path))
+        .with_app_transaction(APP_ID, txn_version);
+        let write = match &self.run_id {
+            Some(id) => write.with_metadata("lake.run_id", json!(id)),
+            None => write,
+        };
+        match write.await {
+            Ok(outcome) => Ok(IngestedFile {
+                path: file.path.clone(),
+                rows: outcome.rows_written.unwrap_or(0),
+                version: outcome.version,
+            }),
+            Err(e) => {
+                // The file's fault (a bad row) or the store's? Reading the
+                // file again on its own tells, and names the line.
+                match reader.check(table_schema).await {
+                    Err(problem) => Err(problem),
+                    Ok(()) => Err(Problem::Store(e.to_string())),
+                }
+            }
+        }
+    }
+
+    /// The file's columns cast to the table's types, the table's columns
+    /// the file lacks as NULLs, then the source file and ingestion time.
+    fn with_lake_columns(
+        &self,
+        df: DataFrame,
+        table_schema: Option<&Schema>,
+        path: &str,
+        ingested_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<datafusion::logical_expr::LogicalPlan, String> {
+        let ingested_at_column = self.ingested_at_column();
+        let file_fields: Vec<Field> = df
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        for reserved in [SOURCE_FILE_COLUMN, ingested_at_column] {
+            if file_fields.iter().any(|f| f.name() == reserved) {
+                return Err(format!(
+                    "the file has a column '{reserved}', which lake fills in (the {})\n  hint: rename the column in the file{}",
+                    if reserved == SOURCE_FILE_COLUMN {
+                        "file each row came from"
+                    } else {
+                        "ingestion time"
+                    },
+                    if reserved == SOURCE_FILE_COLUMN {
+                        String::new()
+                    } else {
+                        ", or set the source's loaded_at_field to another name".into()
+                    }
+                ));
+            }
+        }
+        let mut exprs: Vec<Expr> = Vec::new();
+        for field in &file_fields {
+            let target = table_schema
+                .and_then(|s| s.field_with_name(field.name()).ok())
+                .map(|t| t.data_type().clone());
+            let column = ident(field.name());
+            exprs.push(match target {
+                Some(t) if &t != field.data_type() => {
+                    check_widening(field.name(), field.data_type(), &t)?;
+                    cast(column, t).alias(field.name())
+                }
+                None if field.data_type() == &DataType::Null => {
+                    cast(column, DataType::Utf8).alias(field.name())
+                }
+                _ => column,
+            });
+        }
+        if let Some(schema) = table_schema {
+            for field in schema.fields() {
+                let lake_column =
+                    field.name() == SOURCE_FILE_COLUMN || field.name() == ingested_at_column;
+                if !lake_column && !file_fields.iter().any(|f| f.name() == field.name()) {
+                    exprs.push(
+                        cast(lit(ScalarValue::Null), field.data_type().clone()).alias(field.name()),
+                    );
+                }
+            }
+        }
+        exprs.push(lit(path.to_string()).alias(SOURCE_FILE_COLUMN));
+        exprs.push(
+            lit(ScalarValue::TimestampMicrosecond(
+                Some(ingested_at.timestamp_micros()),
+                Some("UTC".into()),
+            ))
+            .alias(ingested_at_column),
+        );
+        df.select(exprs)
+            .map(DataFrame::into_unoptimized_plan)
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl<'a> std::future::IntoFuture for Ingest<'a> {
+    type Output = Result<IngestOutcome>;
+    type IntoFuture =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Self::Output> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
+    }
+}
+
+/// Why a file did not load.
+#[derive(Debug)]
+enum Problem {
+    /// The file cannot be read as its format says, or its columns do not
+    /// fit the table: quarantine applies.
+    File(String),
+    /// The store or the commit failed: the file may be fine.
+    Store(String),
+}
+
+/// Whether values of type `file` may go into a column of type `table`
+/// without loss: the same type as Delta stores it, NULLs, or a wider
+/// number.
+fn check_widening(column: &str, file: &DataType, table: &DataType) -> Result<(), String> {
+    use DataType::*;
+    let file_stored = stored_type(file);
+    let ok = &file_stored == table
+        || matches!(file, Null)
+        || matches!(
+            (&file_stored, table),
+            (Int8, Int16 | Int32 | Int64)
+                | (Int16, Int32 | Int64)
+                | (Int32, Int64)
+                | (Int8 | Int16 | Int32, Float64)
+                | (Float32, Float64)
+                | (Utf8View | LargeUtf8, Utf8)
+                | (Timestamp(_, _), Timestamp(TimeUnit::Microsecond, _))
+        );
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "column '{column}' has type {file} in this file, but the table stores {table}\n  hint: an incompatible type change; fix the file, or rebuild the table from all files (drop it and ingest again) if the type really changed"
+        ))
+    }
+}
+
+/// A file under the location.
+#[derive(Debug, Clone)]
+struct LandingFile {
+    location: StorePath,
+    /// The path under the location, `/`-separated.
+    path: String,
+}
+
+/// Where an external source's files land.
+struct Landing {
+    /// Ends with `/`.
+    url: Url,
+    store: Arc<dyn ObjectStore>,
+    prefix: StorePath,
+}
+
+impl Landing {
+    fn open(location: &str, project_dir: &Path, session: &LakeSession) -> Result<Landing, String> {
+        let url = if location.contains("://") {
+            Url::parse(location).map_err(|e| format!("invalid location '{location}': {e}"))?
+        } else {
+            let path = Path::new(location);
+            let path = if path.is_absolute() {
+                path.to_path_buf()
+            } else {
+                project_dir.join(path)
+            };
+            if !path.is_dir() {
+                return Err(format!(
+                    "the landing folder {} does not exist\n  hint: create it, or fix external.location (relative paths are read from the project folder)",
+                    path.display()
+                ));
+            }
+            let path = path
+                .canonicalize()
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            Url::from_directory_path(&path)
+                .map_err(|_| format!("{} is not an absolute path", path.display()))?
+        };
+        let mut url = url;
+        if !url.path().ends_with('/') {
+            url.set_path(&format!("{}/", url.path()));
+        }
+        let store = session
+            .root()
+            .store_for_location(&url)
+            .map_err(|e| e.to_string())?;
+        // The session reads the files by URL.
+        let base = Url::parse(&format!("{}://{}", url.scheme(), url.authority()))
+            .map_err(|e| e.to_string())?;
+        if url.scheme() != "file" {
+            session
+                .context()
+                .register_object_store(&base, store.clone());
+        }
+        let prefix = StorePath::from_url_path(url.path()).map_err(|e| e.to_string())?;
+        Ok(Landing { url, store, prefix })
+    }
+
+    /// The files to consider, in path order: no hidden or `_` names, no
+    /// empty files.
+    async fn list(&self) -> object_store::Result<Vec<LandingFile>> {
+        let mut files: Vec<LandingFile> = self
+            .store
+            .list(Some(&self.prefix))
+            .try_filter_map(|meta| {
+                let relative: Option<Vec<String>> = meta
+                    .location
+                    .prefix_match(&self.prefix)
+                    .map(|parts| parts.map(|p| p.as_ref().to_string()).collect());
+                let file = relative.and_then(|parts| {
+                    let hidden = parts
+                        .iter()
+                        .any(|p| p.starts_with('_') || p.starts_with('.'));
+                    (!hidden && !parts.is_empty() && meta.size > 0).then(|| LandingFile {
+                        location: meta.location.clone(),
+                        path: parts.join("/"),
+                    })
+                });
+                futures::future::ready(Ok(file))
+            })
+            .try_collect()
+            .await?;
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(files)
+    }
+
+    fn file_url(&self, file: &LandingFile) -> Url {
+        let mut url = self.url.clone();
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments.pop_if_empty();
+            segments.extend(file.path.split('/'));
+        }
+        url
+    }
+
+    /// Moves `file` to `<location>/_quarantine/<path>`; returns where.
+    async fn quarantine(&self, file: &LandingFile) -> object_store::Result<String> {
+        let mut to = self.prefix.clone().join(QUARANTINE_DIR);
+        for part in file.path.split('/') {
+            to = to.join(part);
+        }
+        self.store.rename(&file.location, &to).await?;
+        Ok(format!("{QUARANTINE_DIR}/{}", file.path))
+    }
+}
+
+/// Reads one landing file with DataFusion.
+struct FileReader<'a> {
+    spec: &'a ExternalFiles,
+    url: Url,
+    /// The landing store (the file's scheme and bucket).
+    store: Arc<dyn ObjectStore>,
+    /// The columns a csv or json file was read with, for errors.
+    schema: std::sync::OnceLock<Schema>,
+}
+
+impl FileReader<'_> {
+    fn compression(&self) -> FileCompressionType {
+        let given = self.spec.option_str("compression").unwrap_or("auto");
+        let name = if given == "auto" {
+            let path = self.url.path();
+            match path.rsplit_once('.').map(|(_, ext)| ext) {
+                Some("gz") => "gzip",
+                Some("bz2") => "bzip2",
+                Some("xz") => "xz",
+                Some("zst") => "zstd",
+                _ => "none",
+            }
+        } else {
+            given
+        };
+        match name {
+            "gzip" => FileCompressionType::GZIP,
+            "bzip2" => FileCompressionType::BZIP2,
+            "xz" => FileCompressionType::XZ,
+            "zstd" => FileCompressionType::ZSTD,
+            _ => FileCompressionType::UNCOMPRESSED,
+        }
+    }
+
+    fn byte_option(&self, key: &str) -> Option<u8> {
+        self.spec.option_str(key).map(|s| match s {
+            "\\t" => b'\t',
+            s => s.as_bytes()[0],
+        })
+    }
+
+    fn csv_options<'s>(&self, schema: Option<&'s Schema>) -> CsvReadOptions<'s> {
+        let header = self
+            .spec
+            .options
+            .get("header")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(true);
+        let mut options = CsvReadOptions::new()
+            .has_header(header)
+            .delimiter(self.byte_option("delimiter").unwrap_or(b','))
+            .file_extension("")
+            .file_compression_type(self.compression())
+            .schema_infer_max_records(INFER_ROWS);
+        if let Some(q) = self.byte_option("quote") {
+            options = options.quote(q);
+        }
+        if let Some(e) = self.byte_option("escape") {
+            options = options.escape(e);
+        }
+        options.schema = schema;
+        options
+    }
+
+    fn json_options<'s>(&self, schema: Option<&'s Schema>) -> JsonReadOptions<'s> {
+        let mut options = JsonReadOptions::default()
+            .file_extension("")
+            .file_compression_type(self.compression())
+            .schema_infer_max_records(INFER_ROWS);
+        options.schema = schema;
+        options
+    }
+
+    /// The file as a DataFrame. csv and json are parsed with the table's
+    /// types for the columns it has (a value that does not fit is an
+    /// error naming the column) and inferred types for new ones.
+    async fn read(
+        &self,
+        ctx: &SessionContext,
+        table_schema: Option<&Schema>,
+    ) -> datafusion::error::Result<DataFrame> {
+        let url = self.url.as_str();
+        match self.spec.format {
+            FileFormat::Parquet => {
+                ctx.read_parquet(url, ParquetReadOptions::default().file_extension(""))
+                    .await
+            }
+            FileFormat::Csv => {
+                let inferred = ctx.read_csv(url, self.csv_options(None)).await?;
+                let schema = with_table_types(inferred.schema().as_arrow(), table_schema);
+                let _ = self.schema.set(schema.clone());
+                ctx.read_csv(url, self.csv_options(Some(&schema))).await
+            }
+            FileFormat::Json => {
+                let inferred = ctx.read_json(url, self.json_options(None)).await?;
+                let schema = with_table_types(inferred.schema().as_arrow(), table_schema);
+                let _ = self.schema.set(schema.clone());
+                ctx.read_json(url, self.json_options(Some(&schema))).await
+            }
+        }
+    }
+
+    /// Reads the whole file in a session of its own (one partition, so
+    /// that line numbers count from the file's start) and drops the rows:
+    /// `Err` with the file's problem if it cannot be read.
+    async fn check(&self, table_schema: Option<&Schema>) -> Result<(), Problem> {
+        let config = SessionConfig::new()
+            .with_target_partitions(1)
+            .with_repartition_file_scans(false);
+        let ctx = SessionContext::new_with_state(
+            SessionStateBuilder::new()
+                .with_config(config)
+                .with_default_features()
+                .build(),
+        );
+        let base = Url::parse(&format!("{}://{}", self.url.scheme(), self.url.authority()));
+        if let Ok(base) = base
+            && self.url.scheme() != "file"
+        {
+            ctx.register_object_store(&base, self.store.clone());
+        }
+        let read = async {
+            let df = self.read(&ctx, table_schema).await?;
+            let mut stream = df.execute_stream().await?;
+            while let Some(batch) = stream.next().await {
+                batch?;
+            }
+            Ok::<(), DataFusionError>(())
+        };
+        match read.await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.problem(e).await),
+        }
+    }
+
+    /// Whose fault an error of reading this file is: the store's, or the
+    /// file's (explained).
+    async fn problem(&self, e: DataFusionError) -> Problem {
+        match e {
+            DataFusionError::ObjectStore(e) => Problem::Store(e.to_string()),
+            other => Problem::File(self.explain_checked(&other).await),
+        }
+    }
+
+    /// The error of reading this file, without DataFusion's wrapping; a
+    /// csv value that does not parse names its line in the file and its
+    /// column.
+    fn explain(&self, e: &DataFusionError, schema: Option<&Schema>) -> String {
+        let text = e.find_root().to_string();
+        let text = text
+            .strip_prefix("Arrow error: ")
+            .or_else(|| text.strip_prefix("External error: "))
+            .unwrap_or(&text)
+            .to_string();
+        if let Some(explained) = csv_parse_error(&text, schema) {
+            return explained;
+        }
+        format!("cannot read it as {}: {text}", self.spec.format.as_str())
+    }
+
+    /// [`explain`](Self::explain), and for json the first line that is
+    /// not a JSON object (arrow's json errors carry no line).
+    async fn explain_checked(&self, e: &DataFusionError) -> String {
+        let explained = self.explain(e, self.schema.get());
+        if self.spec.format != FileFormat::Json
+            || self.compression() != FileCompressionType::UNCOMPRESSED
+        {
+            return explained;
+        }
+        let store = &self.store;
+        let Ok(path) = StorePath::from_url_path(self.url.path()) else {
+            return explained;
+        };
+        let Ok(bytes) = async { store.get(&path).await?.bytes().await }.await else {
+            return explained;
+        };
+        for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match serde_json::from_slice::<serde_json::Value>(line) {
+                Ok(serde_json::Value::Object(_)) => {}
+                Ok(_) => return format!("line {}: not a JSON object ({explained})", i + 1),
+                Err(err) => return format!("line {}: invalid JSON: {err}", i + 1),
+            }
+        }
+        explained
+    }
+}
+
+/// arrow-csv's "Error while parsing value 'x' as type 'Int64' for column 2
+/// at line 1" (line counted from 0 at the header) as "line 2, column
+/// 'amount': ...".
+fn csv_parse_error(text: &str, schema: Option<&Schema>) -> Option<String> {
+    let rest = text.split("Error while parsing value ").nth(1)?;
+    let (value, rest) = rest.split_once(" as type ")?;
+    let (data_type, rest) = rest.split_once(" for column ")?;
+    let (column, rest) = rest.split_once(" at line ")?;
+    let line: usize = rest
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()?;
+    let column: usize = column.trim().parse().ok()?;
+    let name = schema
+        .and_then(|s| s.fields().get(column))
+        .map_or_else(|| format!("#{}", column + 1), |f| format!("'{}'", f.name()));
+    Some(format!(
+        "line {}, column {name}: the value {value} is not a {}, the column's type",
+        line + 1,
+        data_type.trim_matches('\''),
+    ))
+}
+
+/// `inferred` with the table's type for each column the table has (a
+/// column inferred as all-NULL becomes text when new).
+fn with_table_types(inferred: &Schema, table: Option<&Schema>) -> Schema {
+    let fields: Vec<Field> = inferred
+        .fields()
+        .iter()
+        .map(|f| {
+            let data_type = match table.and_then(|t| t.field_with_name(f.name()).ok()) {
+                Some(t) => t.data_type().clone(),
+                None if f.data_type() == &DataType::Null => DataType::Utf8,
+                None => f.data_type().clone(),
+            };
+            Field::new(f.name(), data_type, true)
+        })
+        .collect();
+    Schema::new(fields)
+}
+
+/// The JSON kept in run_results.json's `adapter_response.ingest`.
+pub fn outcome_json(outcome: &IngestOutcome) -> serde_json::Value {
+    serde_json::to_value(outcome).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn widening_keeps_values_and_refuses_the_rest() {
+        assert!(check_widening("a", &DataType::Int32, &DataType::Int64).is_ok());
+        assert!(check_widening("a", &DataType::Float32, &DataType::Float64).is_ok());
+        assert!(check_widening("a", &DataType::Null, &DataType::Int64).is_ok());
+        assert!(check_widening("a", &DataType::Utf8View, &DataType::Utf8).is_ok());
+        let e = check_widening("amount", &DataType::Utf8, &DataType::Int64).unwrap_err();
+        assert!(
+            e.contains("column 'amount'") && e.contains("Utf8") && e.contains("Int64"),
+            "{e}"
+        );
+        assert!(check_widening("a", &DataType::Float64, &DataType::Int64).is_err());
+    }
+
+    #[test]
+    fn table_types_win_for_known_columns() {
+        let inferred = Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("note", DataType::Null, true),
+            Field::new("new", DataType::Float64, true),
+        ]);
+        let table = Schema::new(vec![
+            Field::new("id", DataType::Float64, true),
+            Field::new("note", DataType::Utf8, true),
+        ]);
+        let merged = with_table_types(&inferred, Some(&table));
+        let types: Vec<&DataType> = merged.fields().iter().map(|f| f.data_type()).collect();
+        assert_eq!(
+            types,
+            [&DataType::Float64, &DataType::Utf8, &DataType::Float64]
+        );
+    }
+
+    #[test]
+    fn csv_parse_errors_name_the_line_and_column() {
+        let schema = Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("amount", DataType::Int64, true),
+        ]);
+        let text = "Parser error: Error while parsing value 'forty' as type 'Int64' for column 1 at line 1. Row data: '[4,forty]'";
+        assert_eq!(
+            csv_parse_error(text, Some(&schema)).unwrap(),
+            "line 2, column 'amount': the value 'forty' is not a Int64, the column's type"
+        );
+        assert!(csv_parse_error(text, None).unwrap().contains("column #2"));
+        assert_eq!(csv_parse_error("incorrect number of fields", None), None);
+    }
+
+    #[test]
+    fn summary_names_counts_and_failures() {
+        let mut outcome = IngestOutcome {
+            table: "raw.landing__events".into(),
+            files: vec![IngestedFile {
+                path: "a.csv".into(),
+                rows: 2,
+                version: 0,
+            }],
+            already_ingested: 3,
+            ..Default::default()
+        };
+        assert_eq!(
+            outcome.summary(),
+            "ingested 1 file (2 rows) into raw.landing__events, 3 already in"
+        );
+        outcome.failed = Some(FileFailure {
+            path: "b.csv".into(),
+            error: "line 3: bad".into(),
+        });
+        assert!(outcome.summary().starts_with("b.csv: line 3: bad\n"));
+    }
+}
