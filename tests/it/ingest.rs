@@ -80,7 +80,8 @@ fn ingest_loads_new_files_only_over_several_runs() {
     let out = lake(p, &["ingest"]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert!(
-        stdout(&out).contains("ingested 1 file (2 rows) into raw.landing__events"),
+        stdout(&out)
+            .contains("ingested 1 file (2 rows) into raw.landing__events: 2026-11-01.csv (2)"),
         "{}",
         stdout(&out)
     );
@@ -500,4 +501,97 @@ fn two_ingestions_at_once_load_each_file_once() {
         ),
         [["22", "22", "21"]]
     );
+}
+
+#[test]
+fn ingest_keeps_quoted_newlines_odd_names_and_skips_files_without_rows() {
+    let dir = events_project();
+    let p = dir.path();
+    // A header only: no commit, and the table is not made from it.
+    std::fs::remove_file(p.join("landing/events/2026-11-01.csv")).unwrap();
+    write(p, "landing/events/0-empty.csv", "id,kind,amount\n");
+    let out = lake(p, &["ingest"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        !root(p).join("raw/landing__events").exists(),
+        "no table from no rows"
+    );
+    assert_eq!(
+        ingest_result(p)["adapter_response"]["ingest"]["empty"][0],
+        "0-empty.csv"
+    );
+    // A value with a line break, and a name with a space and a percent sign.
+    write(
+        p,
+        "landing/events/100% done, day 1.csv",
+        "id,kind,amount\n1,\"click\nthen view\",10\n2,view,20\n",
+    );
+    let out = lake(p, &["ingest"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        query(
+            &root(p),
+            "select id, length(kind), _source_file from raw.landing__events order by id"
+        ),
+        [
+            ["1", "15", "100% done, day 1.csv"],
+            ["2", "4", "100% done, day 1.csv"]
+        ]
+    );
+    // Known by that name: not loaded again.
+    let out = lake(p, &["ingest"]);
+    assert!(
+        stdout(&out).contains("ingested 0 files (0 rows) into raw.landing__events, 1 already in"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn ingest_json_refuses_a_narrowing_type_change_and_quarantines_twice_without_overwriting() {
+    let dir = project(&[
+        ("lake_project.yml", "name: ingest\n"),
+        (
+            "models/sources.yml",
+            "version: 2\nsources:\n  - name: landing\n    tables:\n      - name: reviews\n        external: {location: landing/reviews/, format: json, on_error: quarantine}\n",
+        ),
+        // A key seen only on a late line is still a column.
+        (
+            "landing/reviews/a.json",
+            "{\"id\": 1, \"rating\": 4}\n{\"id\": 2, \"rating\": 5}\n{\"id\": 3, \"rating\": 3, \"lang\": \"fr\"}\n",
+        ),
+        // 4.5 does not fit the integer column: not truncated to 4.
+        ("landing/reviews/b.json", "{\"id\": 4, \"rating\": 4.5}\n"),
+    ]);
+    let p = dir.path();
+    let out = lake(p, &["ingest"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let result = run_results(p)["results"][0].clone();
+    let error = result["adapter_response"]["ingest"]["quarantined"][0]["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("column 'rating'") && error.contains("Float64") && error.contains("Int64"),
+        "{error}"
+    );
+    assert_eq!(
+        query(
+            &root(p),
+            "select id, rating, lang from raw.landing__reviews order by id"
+        ),
+        [["1", "4", "NULL"], ["2", "5", "NULL"], ["3", "3", "fr"]]
+    );
+    // The same bad name again: both copies are kept in the quarantine.
+    write(
+        p,
+        "landing/reviews/b.json",
+        "{\"id\": 5, \"rating\": 2.5}\n",
+    );
+    let out = lake(p, &["ingest"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let kept = std::fs::read_dir(p.join("landing/reviews/_quarantine"))
+        .unwrap()
+        .count();
+    assert_eq!(kept, 2, "the first quarantined b.json is not overwritten");
 }

@@ -39,7 +39,8 @@ use datafusion::prelude::{
 use futures::{StreamExt, TryStreamExt};
 use lake_compiler::{ExternalFiles, FileFormat, OnError, SourceDefinition};
 use lake_storage::{
-    SchemaChange, TableWrite, WriteMode, app_transaction_version, quote_ident, stored_type,
+    SchemaChange, TableVersion, TableWrite, WriteMode, app_transaction_version, quote_ident,
+    stored_type,
 };
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -60,6 +61,9 @@ pub const INGESTED_AT_COLUMN: &str = "_ingested_at";
 pub const APP_ID: &str = "lake.ingest";
 /// Where `on_error: quarantine` moves unreadable files, under the location.
 pub const QUARANTINE_DIR: &str = "_quarantine";
+
+/// Files named one by one on the console (run_results has them all).
+const SHOWN_FILES: usize = 5;
 
 /// Rows read to infer the column types of a csv or json file.
 const INFER_ROWS: usize = 100_000;
@@ -120,6 +124,15 @@ impl IngestOutcome {
             count(self.files.len(), "file", self.rows()),
             self.table
         );
+        // The files themselves, while the list stays readable.
+        if (1..=SHOWN_FILES).contains(&self.files.len()) {
+            let files: Vec<String> = self
+                .files
+                .iter()
+                .map(|f| format!("{} ({})", f.path, f.rows))
+                .collect();
+            text.push_str(&format!(": {}", files.join(", ")));
+        }
         if self.already_ingested > 0 {
             text.push_str(&format!(", {} already in", self.already_ingested));
         }
@@ -220,13 +233,16 @@ impl<'a> Ingest<'a> {
             .map_err(|e| self.config_error(format!("cannot list {}: {e}", landing.url)))?;
         let root = self.session.root().clone();
         let table = root.load_table(zone, name).await?;
-        let done = match &table {
-            Some(_) => self.ingested_files(zone, name).await?,
-            None => BTreeSet::new(),
-        };
-        let mut txn_version = match &table {
-            Some(table) => app_transaction_version(table, APP_ID).await?.unwrap_or(0),
-            None => 0,
+        // The files in and the txn version from one snapshot: a commit
+        // after it makes the first write conflict instead of loading a file
+        // twice.
+        let (done, mut txn_version) = match &table {
+            Some(table) => (
+                self.ingested_files(zone, name, table.version().unwrap_or(0))
+                    .await?,
+                app_transaction_version(table, APP_ID).await?.unwrap_or(0),
+            ),
+            None => (BTreeSet::new(), 0),
         };
         let ingested_at = chrono::Utc::now();
         for file in files {
@@ -234,7 +250,16 @@ impl<'a> Ingest<'a> {
                 outcome.already_ingested += 1;
                 continue;
             }
-            let table_schema = self.table_schema(zone, name).await?;
+            let table_schema = match self.table_schema(zone, name).await {
+                Ok(schema) => schema,
+                Err(e) => {
+                    outcome.failed = Some(FileFailure {
+                        path: file.path.clone(),
+                        error: e.to_string(),
+                    });
+                    break;
+                }
+            };
             let attempt = self
                 .load_file(
                     &landing,
@@ -247,17 +272,14 @@ impl<'a> Ingest<'a> {
                 )
                 .await;
             match attempt {
-                Ok(loaded) => {
+                Ok(Loaded::File(loaded)) => {
                     txn_version += 1;
                     self.session.catalog().note_written(zone, name);
-                    if loaded.rows == 0 {
-                        // Nothing of it is in the table (a header only):
-                        // it is looked at again next time, at no cost.
-                        outcome.empty.push(loaded.path);
-                    } else {
-                        outcome.files.push(loaded);
-                    }
+                    outcome.files.push(loaded);
                 }
+                // Nothing of it is in the table: it is looked at again
+                // next time (reading its first row), without a commit.
+                Ok(Loaded::Empty) => outcome.empty.push(file.path.clone()),
                 Err(Problem::File(error)) if self.spec.on_error == OnError::Quarantine => {
                     match landing.quarantine(&file).await {
                         Ok(moved_to) => outcome.quarantined.push(QuarantinedFile {
@@ -302,8 +324,13 @@ impl<'a> Ingest<'a> {
     }
 
     /// The files earlier runs loaded: the distinct values of the source
-    /// file column.
-    async fn ingested_files(&self, zone: &str, name: &str) -> Result<BTreeSet<String>> {
+    /// file column at `version` of the table.
+    async fn ingested_files(
+        &self,
+        zone: &str,
+        name: &str,
+        version: u64,
+    ) -> Result<BTreeSet<String>> {
         let Some(schema) = self.table_schema(zone, name).await? else {
             return Ok(BTreeSet::new());
         };
@@ -316,7 +343,7 @@ impl<'a> Ingest<'a> {
             "select distinct {} from {}.{}",
             quote_ident(SOURCE_FILE_COLUMN),
             quote_ident(zone),
-            quote_ident(name)
+            quote_ident(&TableVersion::Version(version).pinned_name(name))
         );
         let context = format!("{zone}.{name}: reading the ingested file names");
         let batches = self
@@ -352,8 +379,8 @@ impl<'a> Ingest<'a> {
         zone: &str,
         name: &str,
         txn_version: i64,
-    ) -> Result<IngestedFile, Problem> {
-        let url = landing.file_url(file);
+    ) -> Result<Loaded, Problem> {
+        let url = landing.file_url(file).map_err(Problem::Store)?;
         let reader = FileReader {
             spec: self.spec,
             url: url.clone(),
@@ -365,6 +392,15 @@ impl<'a> Ingest<'a> {
             Ok(df) => df,
             Err(e) => return Err(reader.problem(e).await),
         };
+        // A file without rows (a header only, a zero-row Parquet file) makes
+        // no commit, and never creates the table with types read from
+        // nothing. Reading its first row is enough to tell.
+        let has_rows = async { df.clone().limit(0, Some(1))?.count().await };
+        match has_rows.await {
+            Ok(0) => return Ok(Loaded::Empty),
+            Ok(_) => {}
+            Err(e) => return Err(reader.problem(e).await),
+        }
         let plan = self
             .with_lake_columns(df, table_schema, &file.path, ingested_at)
             .map_err(Problem::File)?;
@@ -406,11 +442,12 @@ impl<'a> Ingest<'a> {
             None => write,
         };
         match write.await {
-            Ok(outcome) => Ok(IngestedFile {
+            Ok(outcome) => Ok(Loaded::File(IngestedFile {
                 path: file.path.clone(),
                 rows: outcome.rows_written.unwrap_or(0),
                 version: outcome.version,
-            }),
+            })),
+            Err(e) if e.is_conflict() => Err(Problem::Store(e.to_string())),
             Err(e) => {
                 // The file's fault (a bad row) or the store's? Reading the
                 // file again on its own tells, and names the line.
@@ -505,6 +542,13 @@ impl<'a> std::future::IntoFuture for Ingest<'a> {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(self.run())
     }
+}
+
+/// What loading one file did.
+enum Loaded {
+    File(IngestedFile),
+    /// No rows: nothing committed.
+    Empty,
 }
 
 /// Why a file did not load.
@@ -631,23 +675,35 @@ impl Landing {
         Ok(files)
     }
 
-    fn file_url(&self, file: &LandingFile) -> Url {
+    fn file_url(&self, file: &LandingFile) -> Result<Url, String> {
         let mut url = self.url.clone();
-        if let Ok(mut segments) = url.path_segments_mut() {
-            segments.pop_if_empty();
-            segments.extend(file.path.split('/'));
-        }
-        url
+        url.path_segments_mut()
+            .map_err(|_| format!("{} cannot hold file paths", self.url))?
+            .pop_if_empty()
+            .extend(file.path.split('/'));
+        Ok(url)
     }
 
     /// Moves `file` to `<location>/_quarantine/<path>`; returns where.
+    /// An earlier quarantined file of the same path is kept: the new one
+    /// gets the time as a suffix.
     async fn quarantine(&self, file: &LandingFile) -> object_store::Result<String> {
-        let mut to = self.prefix.clone().join(QUARANTINE_DIR);
-        for part in file.path.split('/') {
-            to = to.join(part);
+        let target = |suffix: &str| {
+            let relative = format!("{QUARANTINE_DIR}/{}{suffix}", file.path);
+            let full = format!("{}/{relative}", self.prefix.as_ref().trim_end_matches('/'));
+            StorePath::parse(full.trim_start_matches('/')).map(|p| (p, relative))
+        };
+        let (to, relative) = target("").map_err(object_store::Error::from)?;
+        match self.store.rename_if_not_exists(&file.location, &to).await {
+            Ok(()) => Ok(relative),
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                let suffix = format!(".{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"));
+                let (to, relative) = target(&suffix).map_err(object_store::Error::from)?;
+                self.store.rename(&file.location, &to).await?;
+                Ok(relative)
+            }
+            Err(e) => Err(e),
         }
-        self.store.rename(&file.location, &to).await?;
-        Ok(format!("{QUARANTINE_DIR}/{}", file.path))
     }
 }
 
@@ -657,7 +713,7 @@ struct FileReader<'a> {
     url: Url,
     /// The landing store (the file's scheme and bucket).
     store: Arc<dyn ObjectStore>,
-    /// The columns a csv or json file was read with, for errors.
+    /// The columns a csv file was read with, for errors.
     schema: std::sync::OnceLock<Schema>,
 }
 
@@ -686,9 +742,9 @@ impl FileReader<'_> {
     }
 
     fn byte_option(&self, key: &str) -> Option<u8> {
-        self.spec.option_str(key).map(|s| match s {
-            "\\t" => b'\t',
-            s => s.as_bytes()[0],
+        self.spec.option_str(key).and_then(|s| match s {
+            "\\t" => Some(b'\t'),
+            s => s.as_bytes().first().copied(),
         })
     }
 
@@ -704,7 +760,10 @@ impl FileReader<'_> {
             .delimiter(self.byte_option("delimiter").unwrap_or(b','))
             .file_extension("")
             .file_compression_type(self.compression())
-            .schema_infer_max_records(INFER_ROWS);
+            .schema_infer_max_records(INFER_ROWS)
+            // Quoted values may hold line breaks; this also keeps a big
+            // file from being split at byte offsets that cut through one.
+            .newlines_in_values(true);
         if let Some(q) = self.byte_option("quote") {
             options = options.quote(q);
         }
@@ -715,18 +774,18 @@ impl FileReader<'_> {
         options
     }
 
-    fn json_options<'s>(&self, schema: Option<&'s Schema>) -> JsonReadOptions<'s> {
-        let mut options = JsonReadOptions::default()
+    /// Types inferred over the whole file: a key anywhere is a column.
+    fn json_options(&self) -> JsonReadOptions<'static> {
+        JsonReadOptions::default()
             .file_extension("")
             .file_compression_type(self.compression())
-            .schema_infer_max_records(INFER_ROWS);
-        options.schema = schema;
-        options
+            .schema_infer_max_records(usize::MAX)
     }
 
-    /// The file as a DataFrame. csv and json are parsed with the table's
-    /// types for the columns it has (a value that does not fit is an
-    /// error naming the column) and inferred types for new ones.
+    /// The file as a DataFrame. csv is parsed with the table's types for
+    /// the columns it has (a value that does not fit is an error naming
+    /// the line and column) and inferred types for new ones; json and
+    /// parquet carry their own types, checked against the table later.
     async fn read(
         &self,
         ctx: &SessionContext,
@@ -744,12 +803,11 @@ impl FileReader<'_> {
                 let _ = self.schema.set(schema.clone());
                 ctx.read_csv(url, self.csv_options(Some(&schema))).await
             }
-            FileFormat::Json => {
-                let inferred = ctx.read_json(url, self.json_options(None)).await?;
-                let schema = with_table_types(inferred.schema().as_arrow(), table_schema);
-                let _ = self.schema.set(schema.clone());
-                ctx.read_json(url, self.json_options(Some(&schema))).await
-            }
+            // JSON values carry their types: read them as they are (a key
+            // anywhere in the file is a column), and let the widening
+            // check decide against the table, as for Parquet; forcing the
+            // table's types would truncate 4.5 into an integer column.
+            FileFormat::Json => ctx.read_json(url, self.json_options()).await,
         }
     }
 
@@ -789,10 +847,10 @@ impl FileReader<'_> {
     /// Whose fault an error of reading this file is: the store's, or the
     /// file's (explained).
     async fn problem(&self, e: DataFusionError) -> Problem {
-        match e {
-            DataFusionError::ObjectStore(e) => Problem::Store(e.to_string()),
-            other => Problem::File(self.explain_checked(&other).await),
+        if from_the_store(&e) {
+            return Problem::Store(e.to_string());
         }
+        Problem::File(self.explain_checked(&e).await)
     }
 
     /// The error of reading this file, without DataFusion's wrapping; a
@@ -839,6 +897,22 @@ impl FileReader<'_> {
         }
         explained
     }
+}
+
+/// Whether the object store failed somewhere under `e` (a Parquet reader
+/// wraps the store's errors in its own): a timeout is not the file's fault.
+fn from_the_store(e: &DataFusionError) -> bool {
+    if matches!(e, DataFusionError::ObjectStore(_)) {
+        return true;
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(error) = cause {
+        if error.is::<object_store::Error>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// arrow-csv's "Error while parsing value 'x' as type 'Int64' for column 2
@@ -954,7 +1028,7 @@ mod tests {
         };
         assert_eq!(
             outcome.summary(),
-            "ingested 1 file (2 rows) into raw.landing__events, 3 already in"
+            "ingested 1 file (2 rows) into raw.landing__events: a.csv (2), 3 already in"
         );
         outcome.failed = Some(FileFailure {
             path: "b.csv".into(),
