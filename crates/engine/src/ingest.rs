@@ -693,17 +693,19 @@ impl Landing {
             let full = format!("{}/{relative}", self.prefix.as_ref().trim_end_matches('/'));
             StorePath::parse(full.trim_start_matches('/')).map(|p| (p, relative))
         };
-        let (to, relative) = target("").map_err(object_store::Error::from)?;
-        match self.store.rename_if_not_exists(&file.location, &to).await {
-            Ok(()) => Ok(relative),
-            Err(object_store::Error::AlreadyExists { .. }) => {
+        // S3 has no copy-if-not-exists: look first. (Two runs quarantining
+        // the same path in the same instant could still overwrite.)
+        let (mut to, mut relative) = target("").map_err(object_store::Error::from)?;
+        match self.store.head(&to).await {
+            Ok(_) => {
                 let suffix = format!(".{}", chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"));
-                let (to, relative) = target(&suffix).map_err(object_store::Error::from)?;
-                self.store.rename(&file.location, &to).await?;
-                Ok(relative)
+                (to, relative) = target(&suffix).map_err(object_store::Error::from)?;
             }
-            Err(e) => Err(e),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
         }
+        self.store.rename(&file.location, &to).await?;
+        Ok(relative)
     }
 }
 
