@@ -595,3 +595,35 @@ fn ingest_json_refuses_a_narrowing_type_change_and_quarantines_twice_without_ove
         .count();
     assert_eq!(kept, 2, "the first quarantined b.json is not overwritten");
 }
+
+#[test]
+fn ingest_a_later_parquet_file_may_lack_a_column_the_first_one_required() {
+    let dir = project(&[
+        ("lake_project.yml", "name: ingest\n"),
+        (
+            "models/sources.yml",
+            "version: 2\nsources:\n  - name: landing\n    tables:\n      - name: orders\n        external: {location: landing/orders/, format: parquet}\n",
+        ),
+    ]);
+    let p = dir.path();
+    std::fs::create_dir_all(p.join("landing/orders")).unwrap();
+    // Literals make non-nullable (required) Parquet columns.
+    for (file, sql) in [
+        ("a.parquet", "select 1 as id, 9.5 as total"),
+        ("b.parquet", "select 2 as id"),
+    ] {
+        let path = p.join("landing/orders").join(file);
+        let copy = format!("copy ({sql}) to '{}' stored as parquet", path.display());
+        let out = lake(p, &["sql", "-c", &copy]);
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    }
+    let out = lake(p, &["ingest"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        query(
+            &root(p),
+            "select id, total from raw.landing__orders order by id"
+        ),
+        [["1", "9.5"], ["2", "NULL"]]
+    );
+}

@@ -27,11 +27,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::common::DFSchema;
 use datafusion::common::ScalarValue;
 use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
-use datafusion::logical_expr::{LogicalPlanBuilder, cast, ident, lit};
+use datafusion::logical_expr::{EmptyRelation, LogicalPlan, cast, ident, lit};
 use datafusion::prelude::{
     CsvReadOptions, DataFrame, Expr, JsonReadOptions, ParquetReadOptions, SessionConfig,
     SessionContext,
@@ -408,9 +409,21 @@ impl<'a> Ingest<'a> {
             // Create the table empty first: deltalake does not check the
             // txn of a racing creator of version 0, but it does for every
             // commit on an existing table.
-            let empty = LogicalPlanBuilder::from(plan.clone())
-                .limit(0, Some(0))
-                .and_then(LogicalPlanBuilder::build)
+            // Every column nullable: a later file may lack a column the
+            // first one declared required.
+            let nullable: Vec<Field> = plan
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect();
+            let empty = DFSchema::try_from(Schema::new(nullable))
+                .map(|schema| {
+                    LogicalPlan::EmptyRelation(EmptyRelation {
+                        produce_one_row: false,
+                        schema: Arc::new(schema),
+                    })
+                })
                 .map_err(|e| Problem::Store(e.to_string()))?;
             TableWrite::new(
                 self.session.root().clone(),
@@ -467,7 +480,7 @@ impl<'a> Ingest<'a> {
         table_schema: Option<&Schema>,
         path: &str,
         ingested_at: chrono::DateTime<chrono::Utc>,
-    ) -> Result<datafusion::logical_expr::LogicalPlan, String> {
+    ) -> Result<LogicalPlan, String> {
         let ingested_at_column = self.ingested_at_column();
         let file_fields: Vec<Field> = df
             .schema()
