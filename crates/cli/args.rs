@@ -56,7 +56,7 @@ pub enum Command {
     /// A source table with `external: {location, format: csv|json|parquet,
     /// options, on_error}` in properties YAML is loaded into
     /// `raw.<source>__<table>` (what `source()` reads). Only files not
-    /// loaded yet are read, in path order, one commit per file, with the
+    /// loaded yet are read, in path order, up to 100 files per commit, with the
     /// file's path (`_source_file`) and the ingestion time (the source's
     /// `loaded_at_field`, or `_ingested_at`) on every row; a run killed half
     /// way and run again loads each file once. New columns are added; a

@@ -363,9 +363,11 @@ fn ingest_quarantines_malformed_files_and_loads_the_rest() {
 fn ingest_killed_half_way_then_run_again_loads_each_row_once() {
     let dir = events_project();
     let p = dir.path();
-    let files = 60;
+    // More files than one commit takes (100), so the kill lands between
+    // commits.
+    let files = 250;
     for i in 0..files {
-        let rows: String = (0..50)
+        let rows: String = (0..20)
             .map(|r| format!("{},click,{r}\n", 100_000 + i * 1000 + r))
             .collect();
         write(
@@ -381,7 +383,7 @@ fn ingest_killed_half_way_then_run_again_loads_each_row_once() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Kill without warning once a few commits have landed.
+    // Kill without warning once the table and its first batch are in.
     let log = root(p).join("raw/landing__events/_delta_log");
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -394,7 +396,7 @@ fn ingest_killed_half_way_then_run_again_loads_each_row_once() {
                 .count()
             })
             .unwrap_or(0);
-        if commits >= 3 || Instant::now() > deadline {
+        if commits >= 2 || Instant::now() > deadline {
             break;
         }
         if child.try_wait().unwrap().is_some() {
@@ -415,11 +417,14 @@ fn ingest_killed_half_way_then_run_again_loads_each_row_once() {
     )
     .parse()
     .unwrap();
-    assert!(loaded < files + 1, "killed half way: {loaded} files in");
+    assert!(
+        (100..=files).contains(&loaded),
+        "killed half way, after whole batches of 100: {loaded} files in"
+    );
 
     let out = lake(p, &["ingest"]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-    let total = files as usize * 50 + 2;
+    let total = files as usize * 20 + 2;
     assert_eq!(
         scalar(&root(p), "select count(*) from raw.landing__events"),
         total.to_string()

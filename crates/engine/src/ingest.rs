@@ -5,17 +5,19 @@
 //! - Which files are in: every row carries the file it came from
 //!   ([`SOURCE_FILE_COLUMN`], the path under the location) and the run's
 //!   ingestion time (the source's `loaded_at_field`, or
-//!   [`INGESTED_AT_COLUMN`]). The rows of a file and its name land in one
-//!   Delta commit, so the table itself says which files are in, and a run
-//!   killed half way leaves each file either fully in or not at all: the
-//!   next run loads what is missing.
+//!   [`INGESTED_AT_COLUMN`]). The rows of a file and its name land in the
+//!   same Delta commit, so the table itself says which files are in, and a
+//!   run killed half way leaves each file either fully in or not at all:
+//!   the next run loads what is missing.
 //! - Each commit also records a Delta `txn` action (app id [`APP_ID`]):
 //!   two ingestions of the same table racing make one of the commits fail
 //!   instead of loading a file twice.
-//! - Files go in path order, one commit per file. New columns are added
-//!   (NULL in older rows); a column whose values no longer fit the table's
-//!   type fails the file with its name and the column, and the files
-//!   before it stay ingested.
+//! - Files go in path order. Each is read through first (a bad row is
+//!   found with its line before anything is written), then up to
+//!   [`BATCH_FILES`] files with the same columns make one commit. New
+//!   columns are added (NULL in older rows) by the next commit; a column
+//!   whose values no longer fit the table's type fails the file with its
+//!   name and the column, and the files before it are committed.
 //! - A file lake cannot read fails the run naming the file (and line), or,
 //!   with `on_error: quarantine`, is moved under `<location>/_quarantine/`
 //!   and reported while the other files are ingested. Names starting with
@@ -32,7 +34,7 @@ use datafusion::common::ScalarValue;
 use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
-use datafusion::logical_expr::{EmptyRelation, LogicalPlan, cast, ident, lit};
+use datafusion::logical_expr::{EmptyRelation, LogicalPlan, LogicalPlanBuilder, cast, ident, lit};
 use datafusion::prelude::{
     CsvReadOptions, DataFrame, Expr, JsonReadOptions, ParquetReadOptions, SessionConfig,
     SessionContext,
@@ -65,6 +67,12 @@ pub const QUARANTINE_DIR: &str = "_quarantine";
 
 /// Files named one by one on the console (run_results has them all).
 const SHOWN_FILES: usize = 5;
+
+/// A commit takes at most this many files, or rows: a run killed half way
+/// loses at most one batch of work, and small files do not each cost a
+/// commit.
+const BATCH_FILES: usize = 100;
+const BATCH_ROWS: u64 = 10_000_000;
 
 /// Rows read to infer the column types of a csv or json file.
 const INFER_ROWS: usize = 100_000;
@@ -239,48 +247,64 @@ impl<'a> Ingest<'a> {
         // twice.
         let (done, mut txn_version) = match &table {
             Some(table) => (
-                self.ingested_files(zone, name, table.version().unwrap_or(0))
-                    .await?,
+                self.ingested_files(table, zone, name).await?,
                 app_transaction_version(table, APP_ID).await?.unwrap_or(0),
             ),
             None => (BTreeSet::new(), 0),
         };
         let ingested_at = chrono::Utc::now();
+        let mut table_schema = table
+            .as_ref()
+            .map(|t| self.schema_of(t, zone, name))
+            .transpose()?;
+        let mut batch = Batch::default();
         for file in files {
             if done.contains(&file.path) {
                 outcome.already_ingested += 1;
                 continue;
             }
-            let table_schema = match self.table_schema(zone, name).await {
-                Ok(schema) => schema,
-                Err(e) => {
-                    outcome.failed = Some(FileFailure {
-                        path: file.path.clone(),
-                        error: e.to_string(),
-                    });
-                    break;
-                }
-            };
-            let attempt = self
-                .load_file(
-                    &landing,
-                    &file,
-                    table_schema.as_ref(),
-                    ingested_at,
-                    zone,
-                    name,
-                    txn_version + 1,
-                )
+            let mut prepared = self
+                .prepare(&landing, &file, table_schema.as_ref(), ingested_at)
                 .await;
-            match attempt {
-                Ok(Loaded::File(loaded)) => {
-                    txn_version += 1;
-                    self.session.catalog().note_written(zone, name);
-                    outcome.files.push(loaded);
+            // A file whose columns differ from the batch's (a new column, a
+            // type read differently before the table existed) starts the
+            // next commit, read again against the table as it then is.
+            if let Ok(Some(ready)) = &prepared
+                && !batch.accepts(ready)
+            {
+                match self
+                    .commit(&mut batch, zone, name, &mut txn_version, &mut outcome)
+                    .await
+                {
+                    Ok(schema) => table_schema = Some(schema),
+                    Err(error) => {
+                        outcome.failed = Some(error);
+                        return Ok(outcome);
+                    }
                 }
-                // Nothing of it is in the table: it is looked at again
-                // next time (reading its first row), without a commit.
-                Ok(Loaded::Empty) => outcome.empty.push(file.path.clone()),
+                prepared = self
+                    .prepare(&landing, &file, table_schema.as_ref(), ingested_at)
+                    .await;
+            }
+            match prepared {
+                Ok(Some(ready)) => {
+                    batch.push(file.path.clone(), ready);
+                    if batch.is_full() {
+                        match self
+                            .commit(&mut batch, zone, name, &mut txn_version, &mut outcome)
+                            .await
+                        {
+                            Ok(schema) => table_schema = Some(schema),
+                            Err(error) => {
+                                outcome.failed = Some(error);
+                                return Ok(outcome);
+                            }
+                        }
+                    }
+                }
+                // Nothing of it would be in the table: it is looked at
+                // again next time, without a commit.
+                Ok(None) => outcome.empty.push(file.path.clone()),
                 Err(Problem::File(error)) if self.spec.on_error == OnError::Quarantine => {
                     match landing.quarantine(&file).await {
                         Ok(moved_to) => outcome.quarantined.push(QuarantinedFile {
@@ -289,52 +313,170 @@ impl<'a> Ingest<'a> {
                             error,
                         }),
                         Err(e) => {
-                            outcome.failed = Some(FileFailure {
+                            self.finish(&mut batch, zone, name, &mut txn_version, &mut outcome)
+                                .await;
+                            outcome.failed.get_or_insert(FileFailure {
                                 path: file.path.clone(),
                                 error: format!("{error}\n  and it could not be quarantined: {e}"),
                             });
-                            break;
+                            return Ok(outcome);
                         }
                     }
                 }
                 Err(Problem::File(error) | Problem::Store(error)) => {
-                    outcome.failed = Some(FileFailure {
+                    // The files before it stay ingested.
+                    self.finish(&mut batch, zone, name, &mut txn_version, &mut outcome)
+                        .await;
+                    outcome.failed.get_or_insert(FileFailure {
                         path: file.path.clone(),
                         error,
                     });
-                    break;
+                    return Ok(outcome);
                 }
             }
         }
+        self.finish(&mut batch, zone, name, &mut txn_version, &mut outcome)
+            .await;
         Ok(outcome)
     }
 
-    /// The table's schema (columns lake did not add), or `None` before
-    /// the first load.
-    async fn table_schema(&self, zone: &str, name: &str) -> Result<Option<Schema>> {
-        let Some(table) = self.session.root().load_table(zone, name).await? else {
-            return Ok(None);
+    /// Commits what the batch holds, if anything; a failure lands in
+    /// `outcome.failed`.
+    async fn finish(
+        &self,
+        batch: &mut Batch,
+        zone: &str,
+        name: &str,
+        txn_version: &mut i64,
+        outcome: &mut IngestOutcome,
+    ) {
+        if batch.files.is_empty() {
+            return;
+        }
+        if let Err(error) = self.commit(batch, zone, name, txn_version, outcome).await {
+            outcome.failed = Some(error);
+        }
+    }
+
+    /// Commits the batch's files in one Delta commit (creating the table
+    /// first if needed), records them in `outcome`, and returns the
+    /// table's schema after it.
+    async fn commit(
+        &self,
+        batch: &mut Batch,
+        zone: &str,
+        name: &str,
+        txn_version: &mut i64,
+        outcome: &mut IngestOutcome,
+    ) -> Result<Schema, FileFailure> {
+        let files = std::mem::take(&mut batch.files);
+        let plans = std::mem::take(&mut batch.plans);
+        batch.columns = None;
+        let first = files
+            .first()
+            .map(|(path, _)| path.clone())
+            .unwrap_or_default();
+        let count = files.len();
+        let failure = |error: String| FileFailure {
+            path: first.clone(),
+            error: if count > 1 {
+                format!("{error}\n  (committing {count} files from {first} on; none of them is in)")
+            } else {
+                error
+            },
         };
+        let root = self.session.root().clone();
+        let mut plans = plans.into_iter();
+        let plan = plans
+            .next()
+            .map(LogicalPlanBuilder::from)
+            .ok_or_else(|| failure("nothing to commit".into()))
+            .and_then(|builder| {
+                plans
+                    .try_fold(builder, |b, p| b.union(p))
+                    .and_then(LogicalPlanBuilder::build)
+                    .map_err(|e| failure(e.to_string()))
+            })?;
+        let exists = root
+            .has_table(zone, name)
+            .await
+            .map_err(|e| failure(e.to_string()))?;
+        if !exists {
+            // Create the table empty first: deltalake does not check the
+            // txn of a racing creator of version 0, but it does for every
+            // commit on an existing table. Every column nullable: a later
+            // file may lack a column the first one declared required.
+            let nullable: Vec<Field> = plan
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect();
+            let empty = DFSchema::try_from(Schema::new(nullable))
+                .map(|schema| {
+                    LogicalPlan::EmptyRelation(EmptyRelation {
+                        produce_one_row: false,
+                        schema: Arc::new(schema),
+                    })
+                })
+                .map_err(|e| failure(e.to_string()))?;
+            TableWrite::new(root.clone(), zone, name, empty, self.session.state())
+                .with_mode(WriteMode::Append)
+                .with_schema_change(SchemaChange::AddColumns)
+                .with_metadata("lake.node", json!(self.source.unique_id))
+                .await
+                .map_err(|e| failure(e.to_string()))?;
+        }
+        let paths: Vec<&str> = files.iter().map(|(path, _)| path.as_str()).collect();
+        let mut write = TableWrite::new(root.clone(), zone, name, plan, self.session.state())
+            .with_mode(WriteMode::Append)
+            .with_schema_change(SchemaChange::AddColumns)
+            .with_metadata("lake.node", json!(self.source.unique_id))
+            .with_metadata("lake.ingest.files", json!(paths))
+            .with_app_transaction(APP_ID, *txn_version + 1);
+        if let Some(id) = &self.run_id {
+            write = write.with_metadata("lake.run_id", json!(id));
+        }
+        let committed = write.await.map_err(|e| failure(e.to_string()))?;
+        *txn_version += 1;
+        self.session.catalog().note_written(zone, name);
+        outcome
+            .files
+            .extend(files.into_iter().map(|(path, rows)| IngestedFile {
+                path,
+                rows,
+                version: committed.version,
+            }));
+        let table = root
+            .load_table(zone, name)
+            .await
+            .map_err(|e| failure(e.to_string()))?
+            .ok_or_else(|| failure(format!("{zone}.{name} is gone after its commit")))?;
+        self.schema_of(&table, zone, name)
+            .map_err(|e| failure(e.to_string()))
+    }
+
+    /// The schema of a loaded table.
+    fn schema_of(&self, table: &deltalake::DeltaTable, zone: &str, name: &str) -> Result<Schema> {
         let label = format!("{zone}.{name}");
         let schema = table
             .snapshot()
             .map_err(|e| lake_storage::StorageError::delta(&label, e))?
             .snapshot()
             .arrow_schema();
-        Ok(Some(schema.as_ref().clone()))
+        Ok(schema.as_ref().clone())
     }
 
     /// The files earlier runs loaded: the distinct values of the source
     /// file column at `version` of the table.
     async fn ingested_files(
         &self,
+        table: &deltalake::DeltaTable,
         zone: &str,
         name: &str,
-        version: u64,
     ) -> Result<BTreeSet<String>> {
-        let Some(schema) = self.table_schema(zone, name).await? else {
-            return Ok(BTreeSet::new());
-        };
+        let schema = self.schema_of(table, zone, name)?;
+        let version = table.version().unwrap_or(0);
         if schema.field_with_name(SOURCE_FILE_COLUMN).is_err() {
             return Err(self.config_error(format!(
                 "{zone}.{name} exists but has no {SOURCE_FILE_COLUMN} column, so lake did not ingest it\n  hint: give the source another identifier, or drop the table"
@@ -369,107 +511,35 @@ impl<'a> Ingest<'a> {
         Ok(names)
     }
 
-    /// Loads one file in one commit.
-    #[allow(clippy::too_many_arguments)]
-    async fn load_file(
+    /// Reads one file through to the end (so a bad row is found now, with
+    /// its line, not half way through a commit), then plans it with lake's
+    /// columns. `None` for a file without rows.
+    async fn prepare(
         &self,
         landing: &Landing,
         file: &LandingFile,
         table_schema: Option<&Schema>,
         ingested_at: chrono::DateTime<chrono::Utc>,
-        zone: &str,
-        name: &str,
-        txn_version: i64,
-    ) -> Result<Loaded, Problem> {
+    ) -> Result<Option<Ready>, Problem> {
         let url = landing.file_url(file).map_err(Problem::Store)?;
         let reader = FileReader {
             spec: self.spec,
-            url: url.clone(),
+            url,
             store: landing.store.clone(),
             schema: std::sync::OnceLock::new(),
         };
-        let ctx = self.session.context();
-        let df = match reader.read(ctx, table_schema).await {
+        let rows = reader.check(table_schema).await?;
+        if rows == 0 {
+            return Ok(None);
+        }
+        let df = match reader.read(self.session.context(), table_schema).await {
             Ok(df) => df,
             Err(e) => return Err(reader.problem(e).await),
         };
-        // A file without rows (a header only, a zero-row Parquet file) makes
-        // no commit, and never creates the table with types read from
-        // nothing. Reading its first row is enough to tell.
-        let has_rows = async { df.clone().limit(0, Some(1))?.count().await };
-        match has_rows.await {
-            Ok(0) => return Ok(Loaded::Empty),
-            Ok(_) => {}
-            Err(e) => return Err(reader.problem(e).await),
-        }
         let plan = self
             .with_lake_columns(df, table_schema, &file.path, ingested_at)
             .map_err(Problem::File)?;
-        if table_schema.is_none() {
-            // Create the table empty first: deltalake does not check the
-            // txn of a racing creator of version 0, but it does for every
-            // commit on an existing table.
-            // Every column nullable: a later file may lack a column the
-            // first one declared required.
-            let nullable: Vec<Field> = plan
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| f.as_ref().clone().with_nullable(true))
-                .collect();
-            let empty = DFSchema::try_from(Schema::new(nullable))
-                .map(|schema| {
-                    LogicalPlan::EmptyRelation(EmptyRelation {
-                        produce_one_row: false,
-                        schema: Arc::new(schema),
-                    })
-                })
-                .map_err(|e| Problem::Store(e.to_string()))?;
-            TableWrite::new(
-                self.session.root().clone(),
-                zone,
-                name,
-                empty,
-                self.session.state(),
-            )
-            .with_mode(WriteMode::Append)
-            .with_schema_change(SchemaChange::AddColumns)
-            .with_metadata("lake.node", json!(self.source.unique_id))
-            .await
-            .map_err(|e| Problem::Store(e.to_string()))?;
-        }
-        let write = TableWrite::new(
-            self.session.root().clone(),
-            zone,
-            name,
-            plan,
-            self.session.state(),
-        )
-        .with_mode(WriteMode::Append)
-        .with_schema_change(SchemaChange::AddColumns)
-        .with_metadata("lake.node", json!(self.source.unique_id))
-        .with_metadata("lake.ingest.file", json!(file.path))
-        .with_app_transaction(APP_ID, txn_version);
-        let write = match &self.run_id {
-            Some(id) => write.with_metadata("lake.run_id", json!(id)),
-            None => write,
-        };
-        match write.await {
-            Ok(outcome) => Ok(Loaded::File(IngestedFile {
-                path: file.path.clone(),
-                rows: outcome.rows_written.unwrap_or(0),
-                version: outcome.version,
-            })),
-            Err(e) if e.is_conflict() => Err(Problem::Store(e.to_string())),
-            Err(e) => {
-                // The file's fault (a bad row) or the store's? Reading the
-                // file again on its own tells, and names the line.
-                match reader.check(table_schema).await {
-                    Err(problem) => Err(problem),
-                    Ok(()) => Err(Problem::Store(e.to_string())),
-                }
-            }
-        }
+        Ok(Some(Ready { plan, rows }))
     }
 
     /// The file's columns cast to the table's types, the table's columns
@@ -557,11 +627,55 @@ impl<'a> std::future::IntoFuture for Ingest<'a> {
     }
 }
 
-/// What loading one file did.
-enum Loaded {
-    File(IngestedFile),
-    /// No rows: nothing committed.
-    Empty,
+/// A file read through, planned with lake's columns.
+struct Ready {
+    plan: LogicalPlan,
+    rows: u64,
+}
+
+/// Files waiting for one commit: all with the same columns, in order.
+#[derive(Default)]
+struct Batch {
+    /// Path and rows of each file.
+    files: Vec<(String, u64)>,
+    plans: Vec<LogicalPlan>,
+    rows: u64,
+    /// Names and types of the batch's columns.
+    columns: Option<Vec<(String, DataType)>>,
+}
+
+impl Batch {
+    fn columns_of(ready: &Ready) -> Vec<(String, DataType)> {
+        ready
+            .plan
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().clone()))
+            .collect()
+    }
+
+    /// Whether `ready` can go into the same commit (a union by position).
+    fn accepts(&self, ready: &Ready) -> bool {
+        self.columns
+            .as_ref()
+            .is_none_or(|columns| *columns == Self::columns_of(ready))
+    }
+
+    fn push(&mut self, path: String, ready: Ready) {
+        if self.columns.is_none() {
+            self.columns = Some(Self::columns_of(&ready));
+        }
+        self.rows += ready.rows;
+        self.files.push((path, ready.rows));
+        self.plans.push(ready.plan);
+    }
+
+    /// Commit now: many small files make one commit, a big batch does not
+    /// wait for more.
+    fn is_full(&self) -> bool {
+        self.files.len() >= BATCH_FILES || self.rows >= BATCH_ROWS
+    }
 }
 
 /// Why a file did not load.
@@ -827,9 +941,9 @@ impl FileReader<'_> {
     }
 
     /// Reads the whole file in a session of its own (one partition, so
-    /// that line numbers count from the file's start) and drops the rows:
+    /// that line numbers count from the file's start) and counts its rows:
     /// `Err` with the file's problem if it cannot be read.
-    async fn check(&self, table_schema: Option<&Schema>) -> Result<(), Problem> {
+    async fn check(&self, table_schema: Option<&Schema>) -> Result<u64, Problem> {
         let config = SessionConfig::new()
             .with_target_partitions(1)
             .with_repartition_file_scans(false);
@@ -848,13 +962,14 @@ impl FileReader<'_> {
         let read = async {
             let df = self.read(&ctx, table_schema).await?;
             let mut stream = df.execute_stream().await?;
+            let mut rows = 0;
             while let Some(batch) = stream.next().await {
-                batch?;
+                rows += batch?.num_rows() as u64;
             }
-            Ok::<(), DataFusionError>(())
+            Ok::<u64, DataFusionError>(rows)
         };
         match read.await {
-            Ok(()) => Ok(()),
+            Ok(rows) => Ok(rows),
             Err(e) => Err(self.problem(e).await),
         }
     }
