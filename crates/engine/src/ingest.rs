@@ -420,12 +420,20 @@ impl<'a> Ingest<'a> {
                     })
                 })
                 .map_err(|e| failure(e.to_string()))?;
-            TableWrite::new(root.clone(), zone, name, empty, self.session.state())
+            // No retry: a creator that lost version 0 would otherwise
+            // commit its metadata again on top of the winner's table.
+            let created = TableWrite::new(root.clone(), zone, name, empty, self.session.state())
                 .with_mode(WriteMode::Append)
                 .with_schema_change(SchemaChange::AddColumns)
                 .with_metadata("lake.node", json!(self.source.unique_id))
-                .await
-                .map_err(|e| failure(e.to_string()))?;
+                .with_max_retries(0)
+                .await;
+            if let Err(e) = created {
+                let raced = root.has_table(zone, name).await.unwrap_or(false);
+                if !raced {
+                    return Err(failure(e.to_string()));
+                }
+            }
         }
         let paths: Vec<&str> = files.iter().map(|(path, _)| path.as_str()).collect();
         let mut write = TableWrite::new(root.clone(), zone, name, plan, self.session.state())

@@ -154,6 +154,7 @@ pub struct TableWrite {
     partition_by: Vec<String>,
     metadata: Vec<(String, Json)>,
     app_transaction: Option<(String, i64)>,
+    max_retries: Option<usize>,
 }
 
 impl TableWrite {
@@ -177,7 +178,15 @@ impl TableWrite {
             partition_by: Vec::new(),
             metadata: Vec::new(),
             app_transaction: None,
+            max_retries: None,
         }
+    }
+
+    /// How often deltalake retries the commit after another writer's
+    /// (0: never; the write then fails if the table moved meanwhile).
+    pub fn with_max_retries(mut self, retries: usize) -> Self {
+        self.max_retries = Some(retries);
+        self
     }
 
     pub fn with_mode(mut self, mode: WriteMode) -> Self {
@@ -240,6 +249,9 @@ impl TableWrite {
                 });
             }
             properties = properties.with_application_transaction(Transaction::new(app_id, version));
+        }
+        if let Some(retries) = self.max_retries {
+            properties = properties.with_max_retries(retries);
         }
         let mut write = table
             .write(Vec::<RecordBatch>::new())
