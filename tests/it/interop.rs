@@ -14,10 +14,12 @@ use super::serve::{
 };
 use super::{example_project, lake, repo_root, stderr, stdout};
 
-fn python() -> String {
+/// The Python of the interop tests (here and in the S3 tests).
+pub fn python() -> String {
     std::env::var("LAKE_TEST_PYTHON").expect(
         "set LAKE_TEST_PYTHON to a Python with deltalake, duckdb==1.5.*, duckdb-extension-delta, \
-         pyarrow, adbc-driver-flightsql==1.13.* and adbc-driver-manager==1.13.* (.ci/run makes one)",
+         pyarrow, adbc-driver-flightsql==1.13.*, adbc-driver-manager==1.13.* and moto[server] \
+         (.ci/run makes one)",
     )
 }
 

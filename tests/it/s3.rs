@@ -20,18 +20,13 @@ use lake_storage::deltalake::logstore::object_store::{
 };
 use lake_storage::{LakeRoot, SchemaChange, TableWrite, WriteMode};
 
+use super::interop::python;
 use super::{example_project, repo_root, stderr, stdout};
 
 const BUCKET: &str = "lake-test";
 const ACCESS_KEY: &str = "testing-key-id";
 /// Never to be seen in any output, error or artifact.
 const SECRET: &str = "s3cr3t-Do-Not-Print-7f3a";
-
-fn python() -> String {
-    std::env::var("LAKE_TEST_PYTHON").expect(
-        "set LAKE_TEST_PYTHON to a Python with moto[server] and deltalake (.ci/run makes one)",
-    )
-}
 
 /// A moto S3 server with the bucket `lake-test`, killed on drop.
 struct Moto {
@@ -142,10 +137,17 @@ fn assert_no_secret(what: &str, text: &str) {
     );
 }
 
-/// The first value of a one-row, one-column `lake sql --format csv` answer.
-fn scalar(out: &Output) -> String {
-    assert!(out.status.success(), "{}{}", stdout(out), stderr(out));
-    stdout(out)
+/// The one value `sql` answers, through `lake sql --format csv` in `dir`
+/// with `env` (and `--lake-root root`, if given).
+fn sql_value(dir: &Path, env: &[(&str, String)], root: Option<&str>, sql: &str) -> String {
+    let mut args = vec!["sql"];
+    if let Some(root) = root {
+        args.extend(["--lake-root", root]);
+    }
+    args.extend(["--format", "csv", "-c", sql]);
+    let out = lake_with(dir, env, &args);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    stdout(&out)
         .lines()
         .nth(1)
         .unwrap_or_default()
@@ -337,37 +339,23 @@ fn interop_s3_example_project_builds_on_s3_and_python_deltalake_reads_it() {
     ];
     let mut ours = serde_json::Map::new();
     for table in tables {
-        let rows = scalar(&lake_with(
+        let rows = sql_value(
             dir.path(),
             &env,
-            &[
-                "sql",
-                "--lake-root",
-                &root,
-                "--format",
-                "csv",
-                "-c",
-                &format!("select count(*) as n from {table}"),
-            ],
-        ));
+            Some(&root),
+            &format!("select count(*) as n from {table}"),
+        );
         let rows: u64 = rows.parse().unwrap_or_else(|_| panic!("{table}: {rows}"));
         assert!(rows > 0, "{table} is empty");
         ours.insert(table.to_string(), rows.into());
     }
     // Time travel reads the first version on S3 too.
-    let first = scalar(&lake_with(
+    let first = sql_value(
         dir.path(),
         &env,
-        &[
-            "sql",
-            "--lake-root",
-            &root,
-            "--format",
-            "csv",
-            "-c",
-            "select count(*) from curated.customer_activity_daily version as of 0",
-        ],
-    ));
+        Some(&root),
+        "select count(*) from curated.customer_activity_daily version as of 0",
+    );
     assert!(first.parse::<u64>().is_ok(), "{first}");
 
     let read = r#"
@@ -569,17 +557,12 @@ fn interop_s3_storage_options_from_the_project_file_and_errors_without_secrets()
         "lake build's output",
         &format!("{}{}", stdout(&out), stderr(&out)),
     );
-    let rows = scalar(&lake_with(
+    let rows = sql_value(
         dir.path(),
         &[],
-        &[
-            "sql",
-            "--format",
-            "csv",
-            "-c",
-            "select count(*) from curated.customer_summary",
-        ],
-    ));
+        None,
+        "select count(*) from curated.customer_summary",
+    );
     assert_eq!(rows, "20");
     // No artifact holds the secret.
     for entry in walk(&dir.path().join("target")) {
@@ -697,21 +680,11 @@ fn interop_s3_ingests_landing_files_from_s3_into_a_lake_on_s3() {
         "{}",
         stdout(&out)
     );
-    let count = lake_with(
+    let count = sql_value(
         dir.path(),
         &moto.env(),
-        &[
-            "sql",
-            "--lake-root",
-            &root,
-            "--format",
-            "csv",
-            "-c",
-            "select string_agg(_source_file || ':' || cast(id as varchar), ' ' order by id) from raw.landing__events",
-        ],
+        Some(&root),
+        "select string_agg(_source_file || ':' || cast(id as varchar), ' ' order by id) from raw.landing__events",
     );
-    assert_eq!(
-        scalar(&count),
-        "2026/11/01.csv:1 2026/11/01.csv:2 2026/11/03.csv:5"
-    );
+    assert_eq!(count, "2026/11/01.csv:1 2026/11/01.csv:2 2026/11/03.csv:5");
 }

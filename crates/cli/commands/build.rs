@@ -401,7 +401,7 @@ fn execute(
     };
     let compiled = Arc::new(compiled);
     let root_url = root.url().to_string();
-    let nodes = selected_count(&compiled, &selected);
+    let nodes = lake_engine::runnable(&compiled.manifest, &selected).len();
     let views = online
         .as_ref()
         .map(|o| o.plan(&compiled.manifest, &selected))
@@ -486,17 +486,6 @@ fn with_total(mut event: RunEvent, total: usize) -> RunEvent {
         RunEvent::Started { total: t, .. } | RunEvent::Finished { total: t, .. } => *t = total,
     }
     event
-}
-
-fn selected_count(compiled: &Compiled, selected: &BTreeSet<String>) -> usize {
-    selected
-        .iter()
-        .filter(|id| {
-            compiled.manifest.nodes.get(*id).is_some_and(|n| {
-                !(n.resource_type == ResourceType::Model && n.config.materialized == "ephemeral")
-            }) || is_ingested_source(&compiled.manifest, id)
-        })
-        .count()
 }
 
 fn failure_summary(results: &RunResults) -> String {

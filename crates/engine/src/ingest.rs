@@ -130,7 +130,7 @@ impl IngestOutcome {
     pub fn summary(&self) -> String {
         let mut text = format!(
             "ingested {} into {}",
-            count(self.files.len(), "file", self.rows()),
+            count(self.files.len(), self.rows()),
             self.table
         );
         // The files themselves, while the list stays readable.
@@ -160,9 +160,10 @@ impl IngestOutcome {
     }
 }
 
-fn count(files: usize, noun: &str, rows: u64) -> String {
+/// "1 file (2 rows)".
+fn count(files: usize, rows: u64) -> String {
     format!(
-        "{files} {noun}{} ({rows} row{})",
+        "{files} file{} ({rows} row{})",
         if files == 1 { "" } else { "s" },
         if rows == 1 { "" } else { "s" }
     )
@@ -231,7 +232,7 @@ impl<'a> Ingest<'a> {
         let (zone, name) = split_relation(&self.source.relation_name);
         let landing = Landing::open(&self.spec.location, self.project_dir, self.session)
             .map_err(|e| self.config_error(e))?;
-        let mut outcome = IngestOutcome {
+        let outcome = IngestOutcome {
             table: format!("{zone}.{name}"),
             location: landing.url.to_string(),
             ..Default::default()
@@ -240,143 +241,98 @@ impl<'a> Ingest<'a> {
             .list()
             .await
             .map_err(|e| self.config_error(format!("cannot list {}: {e}", landing.url)))?;
-        let root = self.session.root().clone();
-        let table = root.load_table(zone, name).await?;
+        let table = self.session.root().load_table(zone, name).await?;
         // The files in and the txn version from one snapshot: a commit
         // after it makes the first write conflict instead of loading a file
         // twice.
-        let (done, mut txn_version) = match &table {
-            Some(table) => (
-                self.ingested_files(table, zone, name).await?,
-                app_transaction_version(table, APP_ID).await?.unwrap_or(0),
-            ),
-            None => (BTreeSet::new(), 0),
+        let mut state = RunState {
+            zone,
+            name,
+            txn_version: 0,
+            table_schema: None,
+            batch: Batch::default(),
+            outcome,
         };
+        let mut done = BTreeSet::new();
+        if let Some(table) = &table {
+            let schema = self.schema_of(table, zone, name)?;
+            done = self.ingested_files(table, &schema, zone, name).await?;
+            state.txn_version = app_transaction_version(table, APP_ID).await?.unwrap_or(0);
+            state.table_schema = Some(schema);
+        }
         let ingested_at = chrono::Utc::now();
-        let mut table_schema = table
-            .as_ref()
-            .map(|t| self.schema_of(t, zone, name))
-            .transpose()?;
-        let mut batch = Batch::default();
         for file in files {
             if done.contains(&file.path) {
-                outcome.already_ingested += 1;
+                state.outcome.already_ingested += 1;
                 continue;
             }
             let mut prepared = self
-                .prepare(&landing, &file, table_schema.as_ref(), ingested_at)
+                .prepare(&landing, &file, state.table_schema.as_ref(), ingested_at)
                 .await;
             // A file whose columns differ from the batch's (a new column, a
             // type read differently before the table existed) starts the
             // next commit, read again against the table as it then is.
             if let Ok(Some(ready)) = &prepared
-                && !batch.accepts(ready)
+                && !state.batch.accepts(ready)
             {
-                match self
-                    .commit(&mut batch, zone, name, &mut txn_version, &mut outcome)
-                    .await
-                {
-                    Ok(schema) => table_schema = Some(schema),
-                    Err(error) => {
-                        outcome.failed = Some(error);
-                        return Ok(outcome);
-                    }
+                if !self.flush(&mut state).await {
+                    return Ok(state.outcome);
                 }
                 prepared = self
-                    .prepare(&landing, &file, table_schema.as_ref(), ingested_at)
+                    .prepare(&landing, &file, state.table_schema.as_ref(), ingested_at)
                     .await;
             }
-            match prepared {
+            let error = match prepared {
                 Ok(Some(ready)) => {
-                    batch.push(file.path.clone(), ready);
-                    if batch.is_full() {
-                        match self
-                            .commit(&mut batch, zone, name, &mut txn_version, &mut outcome)
-                            .await
-                        {
-                            Ok(schema) => table_schema = Some(schema),
-                            Err(error) => {
-                                outcome.failed = Some(error);
-                                return Ok(outcome);
-                            }
-                        }
+                    state.batch.push(file.path.clone(), ready);
+                    if state.batch.is_full() && !self.flush(&mut state).await {
+                        return Ok(state.outcome);
                     }
+                    continue;
                 }
                 // Nothing of it would be in the table: it is looked at
                 // again next time, without a commit.
-                Ok(None) => outcome.empty.push(file.path.clone()),
+                Ok(None) => {
+                    state.outcome.empty.push(file.path.clone());
+                    continue;
+                }
                 Err(Problem::File(error)) if self.spec.on_error == OnError::Quarantine => {
                     match landing.quarantine(&file).await {
-                        Ok(moved_to) => outcome.quarantined.push(QuarantinedFile {
-                            path: file.path.clone(),
-                            moved_to,
-                            error,
-                        }),
-                        Err(e) => {
-                            self.finish(&mut batch, zone, name, &mut txn_version, &mut outcome)
-                                .await;
-                            outcome.failed.get_or_insert(FileFailure {
+                        Ok(moved_to) => {
+                            state.outcome.quarantined.push(QuarantinedFile {
                                 path: file.path.clone(),
-                                error: format!("{error}\n  and it could not be quarantined: {e}"),
+                                moved_to,
+                                error,
                             });
-                            return Ok(outcome);
+                            continue;
                         }
+                        Err(e) => format!("{error}\n  and it could not be quarantined: {e}"),
                     }
                 }
-                Err(Problem::File(error) | Problem::Store(error)) => {
-                    // The files before it stay ingested.
-                    self.finish(&mut batch, zone, name, &mut txn_version, &mut outcome)
-                        .await;
-                    outcome.failed.get_or_insert(FileFailure {
-                        path: file.path.clone(),
-                        error,
-                    });
-                    return Ok(outcome);
-                }
-            }
+                Err(Problem::File(error) | Problem::Store(error)) => error,
+            };
+            // The files before it stay ingested.
+            self.flush(&mut state).await;
+            state.outcome.failed.get_or_insert(FileFailure {
+                path: file.path.clone(),
+                error,
+            });
+            return Ok(state.outcome);
         }
-        self.finish(&mut batch, zone, name, &mut txn_version, &mut outcome)
-            .await;
-        Ok(outcome)
+        self.flush(&mut state).await;
+        Ok(state.outcome)
     }
 
-    /// Commits what the batch holds, if anything; a failure lands in
-    /// `outcome.failed`.
-    async fn finish(
-        &self,
-        batch: &mut Batch,
-        zone: &str,
-        name: &str,
-        txn_version: &mut i64,
-        outcome: &mut IngestOutcome,
-    ) {
-        if batch.files.is_empty() {
-            return;
+    /// Commits the batch's files, if any, in one Delta commit (creating
+    /// the table first if needed) and records them in the outcome. `false`
+    /// when the commit failed, which is then the outcome's `failed`.
+    async fn flush(&self, state: &mut RunState<'_>) -> bool {
+        if state.batch.files.is_empty() {
+            return true;
         }
-        if let Err(error) = self.commit(batch, zone, name, txn_version, outcome).await {
-            outcome.failed = Some(error);
-        }
-    }
-
-    /// Commits the batch's files in one Delta commit (creating the table
-    /// first if needed), records them in `outcome`, and returns the
-    /// table's schema after it.
-    async fn commit(
-        &self,
-        batch: &mut Batch,
-        zone: &str,
-        name: &str,
-        txn_version: &mut i64,
-        outcome: &mut IngestOutcome,
-    ) -> Result<Schema, FileFailure> {
-        let files = std::mem::take(&mut batch.files);
-        let plans = std::mem::take(&mut batch.plans);
-        batch.columns = None;
-        let first = files
-            .first()
-            .map(|(path, _)| path.clone())
-            .unwrap_or_default();
-        let count = files.len();
+        let batch = std::mem::take(&mut state.batch);
+        let first = batch.files[0].0.clone();
+        let count = batch.files.len();
         let failure = |error: String| FileFailure {
             path: first.clone(),
             error: if count > 1 {
@@ -385,23 +341,27 @@ impl<'a> Ingest<'a> {
                 error
             },
         };
+        match self.commit(batch, state).await {
+            Ok(()) => true,
+            Err(error) => {
+                state.outcome.failed = Some(failure(error));
+                false
+            }
+        }
+    }
+
+    /// [`flush`](Self::flush)'s commit; the table's schema after it goes
+    /// into `state`.
+    async fn commit(&self, batch: Batch, state: &mut RunState<'_>) -> Result<(), String> {
+        let (zone, name) = (state.zone, state.name);
         let root = self.session.root().clone();
-        let mut plans = plans.into_iter();
+        let mut plans = batch.plans.into_iter();
+        let first = plans.next().ok_or("nothing to commit")?;
         let plan = plans
-            .next()
-            .map(LogicalPlanBuilder::from)
-            .ok_or_else(|| failure("nothing to commit".into()))
-            .and_then(|builder| {
-                plans
-                    .try_fold(builder, |b, p| b.union(p))
-                    .and_then(LogicalPlanBuilder::build)
-                    .map_err(|e| failure(e.to_string()))
-            })?;
-        let exists = root
-            .has_table(zone, name)
-            .await
-            .map_err(|e| failure(e.to_string()))?;
-        if !exists {
+            .try_fold(LogicalPlanBuilder::from(first), |b, p| b.union(p))
+            .and_then(LogicalPlanBuilder::build)
+            .map_err(|e| e.to_string())?;
+        if state.table_schema.is_none() {
             // Create the table empty first: deltalake does not check the
             // txn of a racing creator of version 0, but it does for every
             // commit on an existing table. Every column nullable: a later
@@ -412,14 +372,12 @@ impl<'a> Ingest<'a> {
                 .iter()
                 .map(|f| f.as_ref().clone().with_nullable(true))
                 .collect();
-            let empty = DFSchema::try_from(Schema::new(nullable))
-                .map(|schema| {
-                    LogicalPlan::EmptyRelation(EmptyRelation {
-                        produce_one_row: false,
-                        schema: Arc::new(schema),
-                    })
-                })
-                .map_err(|e| failure(e.to_string()))?;
+            let empty = LogicalPlan::EmptyRelation(EmptyRelation {
+                produce_one_row: false,
+                schema: Arc::new(
+                    DFSchema::try_from(Schema::new(nullable)).map_err(|e| e.to_string())?,
+                ),
+            });
             // No retry: a creator that lost version 0 would otherwise
             // commit its metadata again on top of the winner's table.
             let created = TableWrite::new(root.clone(), zone, name, empty, self.session.state())
@@ -428,40 +386,45 @@ impl<'a> Ingest<'a> {
                 .with_metadata("lake.node", json!(self.source.unique_id))
                 .with_max_retries(0)
                 .await;
-            if let Err(e) = created {
-                let raced = root.has_table(zone, name).await.unwrap_or(false);
-                if !raced {
-                    return Err(failure(e.to_string()));
-                }
+            if let Err(e) = created
+                && !root.has_table(zone, name).await.unwrap_or(false)
+            {
+                return Err(e.to_string());
             }
         }
-        let paths: Vec<&str> = files.iter().map(|(path, _)| path.as_str()).collect();
+        let paths: Vec<&str> = batch.files.iter().map(|(path, _)| path.as_str()).collect();
         let mut write = TableWrite::new(root.clone(), zone, name, plan, self.session.state())
             .with_mode(WriteMode::Append)
             .with_schema_change(SchemaChange::AddColumns)
             .with_metadata("lake.node", json!(self.source.unique_id))
             .with_metadata("lake.ingest.files", json!(paths))
-            .with_app_transaction(APP_ID, *txn_version + 1);
+            .with_app_transaction(APP_ID, state.txn_version + 1);
         if let Some(id) = &self.run_id {
             write = write.with_metadata("lake.run_id", json!(id));
         }
-        let committed = write.await.map_err(|e| failure(e.to_string()))?;
-        *txn_version += 1;
+        let committed = write.await.map_err(|e| e.to_string())?;
+        state.txn_version += 1;
         self.session.catalog().note_written(zone, name);
-        outcome
+        state
+            .outcome
             .files
-            .extend(files.into_iter().map(|(path, rows)| IngestedFile {
+            .extend(batch.files.into_iter().map(|(path, rows)| IngestedFile {
                 path,
                 rows,
                 version: committed.version,
             }));
+        // The schema as Delta stores it (new columns merged, types as
+        // stored) for the next files' casts.
         let table = root
             .load_table(zone, name)
             .await
-            .map_err(|e| failure(e.to_string()))?
-            .ok_or_else(|| failure(format!("{zone}.{name} is gone after its commit")))?;
-        self.schema_of(&table, zone, name)
-            .map_err(|e| failure(e.to_string()))
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("{zone}.{name} is gone after its commit"))?;
+        state.table_schema = Some(
+            self.schema_of(&table, zone, name)
+                .map_err(|e| e.to_string())?,
+        );
+        Ok(())
     }
 
     /// The schema of a loaded table.
@@ -476,14 +439,14 @@ impl<'a> Ingest<'a> {
     }
 
     /// The files earlier runs loaded: the distinct values of the source
-    /// file column at `version` of the table.
+    /// file column at the table's loaded version.
     async fn ingested_files(
         &self,
         table: &deltalake::DeltaTable,
+        schema: &Schema,
         zone: &str,
         name: &str,
     ) -> Result<BTreeSet<String>> {
-        let schema = self.schema_of(table, zone, name)?;
         let version = table.version().unwrap_or(0);
         if schema.field_with_name(SOURCE_FILE_COLUMN).is_err() {
             return Err(self.config_error(format!(
@@ -635,6 +598,18 @@ impl<'a> std::future::IntoFuture for Ingest<'a> {
     }
 }
 
+/// One run of one source between its commits.
+struct RunState<'r> {
+    zone: &'r str,
+    name: &'r str,
+    /// The last `txn` version recorded by ingestion in the table.
+    txn_version: i64,
+    /// The table's schema; `None` until the table exists.
+    table_schema: Option<Schema>,
+    batch: Batch,
+    outcome: IngestOutcome,
+}
+
 /// A file read through, planned with lake's columns.
 struct Ready {
     plan: LogicalPlan,
@@ -771,13 +746,7 @@ impl Landing {
             .store_for_location(&url)
             .map_err(|e| e.to_string())?;
         // The session reads the files by URL.
-        let base = Url::parse(&format!("{}://{}", url.scheme(), url.authority()))
-            .map_err(|e| e.to_string())?;
-        if url.scheme() != "file" {
-            session
-                .context()
-                .register_object_store(&base, store.clone());
-        }
+        register_store(session.context(), &url, &store);
         let prefix = StorePath::from_url_path(url.path()).map_err(|e| e.to_string())?;
         Ok(Landing { url, store, prefix })
     }
@@ -844,13 +813,25 @@ impl Landing {
     }
 }
 
+/// Lets `ctx` read `url`'s scheme and bucket through `store` (DataFusion
+/// knows the local file system already).
+fn register_store(ctx: &SessionContext, url: &Url, store: &Arc<dyn ObjectStore>) {
+    if url.scheme() == "file" {
+        return;
+    }
+    if let Ok(base) = Url::parse(&format!("{}://{}", url.scheme(), url.authority())) {
+        ctx.register_object_store(&base, store.clone());
+    }
+}
+
 /// Reads one landing file with DataFusion.
 struct FileReader<'a> {
     spec: &'a ExternalFiles,
     url: Url,
     /// The landing store (the file's scheme and bucket).
     store: Arc<dyn ObjectStore>,
-    /// The columns a csv file was read with, for errors.
+    /// The columns a csv or json file is read with: settled (inferred) by
+    /// the first read, so the next ones do not infer again; for errors too.
     schema: std::sync::OnceLock<Schema>,
 }
 
@@ -911,15 +892,19 @@ impl FileReader<'_> {
         options
     }
 
-    /// Types inferred over the whole file: a key anywhere is a column.
-    fn json_options(&self) -> JsonReadOptions<'static> {
-        JsonReadOptions::default()
+    /// Without a schema, types inferred over the whole file: a key
+    /// anywhere is a column.
+    fn json_options<'s>(&self, schema: Option<&'s Schema>) -> JsonReadOptions<'s> {
+        let mut options = JsonReadOptions::default()
             .file_extension("")
             .file_compression_type(self.compression())
-            .schema_infer_max_records(usize::MAX)
+            .schema_infer_max_records(usize::MAX);
+        options.schema = schema;
+        options
     }
 
-    /// The file as a DataFrame. csv is parsed with the table's types for
+    /// The file as a DataFrame (with the columns an earlier read of this
+    /// reader settled). csv is parsed with the table's types for
     /// the columns it has (a value that does not fit is an error naming
     /// the line and column) and inferred types for new ones; json and
     /// parquet carry their own types, checked against the table later.
@@ -935,8 +920,13 @@ impl FileReader<'_> {
                     .await
             }
             FileFormat::Csv => {
-                let inferred = ctx.read_csv(url, self.csv_options(None)).await?;
-                let schema = with_table_types(inferred.schema().as_arrow(), table_schema);
+                let schema = match self.schema.get() {
+                    Some(schema) => schema.clone(),
+                    None => {
+                        let inferred = ctx.read_csv(url, self.csv_options(None)).await?;
+                        with_table_types(inferred.schema().as_arrow(), table_schema)
+                    }
+                };
                 let _ = self.schema.set(schema.clone());
                 ctx.read_csv(url, self.csv_options(Some(&schema))).await
             }
@@ -944,7 +934,17 @@ impl FileReader<'_> {
             // anywhere in the file is a column), and let the widening
             // check decide against the table, as for Parquet; forcing the
             // table's types would truncate 4.5 into an integer column.
-            FileFormat::Json => ctx.read_json(url, self.json_options()).await,
+            FileFormat::Json => {
+                let schema = match self.schema.get() {
+                    Some(schema) => schema.clone(),
+                    None => {
+                        let inferred = ctx.read_json(url, self.json_options(None)).await?;
+                        inferred.schema().as_arrow().clone()
+                    }
+                };
+                let _ = self.schema.set(schema.clone());
+                ctx.read_json(url, self.json_options(Some(&schema))).await
+            }
         }
     }
 
@@ -961,12 +961,7 @@ impl FileReader<'_> {
                 .with_default_features()
                 .build(),
         );
-        let base = Url::parse(&format!("{}://{}", self.url.scheme(), self.url.authority()));
-        if let Ok(base) = base
-            && self.url.scheme() != "file"
-        {
-            ctx.register_object_store(&base, self.store.clone());
-        }
+        register_store(&ctx, &self.url, &self.store);
         let read = async {
             let df = self.read(&ctx, table_schema).await?;
             let mut stream = df.execute_stream().await?;

@@ -28,6 +28,6 @@ pub use ingest::{
 };
 pub use materialize::{NodeOutcome, split_relation};
 pub use results::{AdapterResponse, NodeResult, RunMetadata, RunResults, Status};
-pub use runner::{RunEvent, RunOptions, Runner, describe, new_run_id};
+pub use runner::{RunEvent, RunOptions, Runner, describe, new_run_id, runnable};
 pub use session::{LakeSession, SessionOptions, query_config};
 pub use sql::Executed;

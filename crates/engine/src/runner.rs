@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use lake_compiler::{Compiled, Node, ResourceType};
+use lake_compiler::{Compiled, Manifest, Node, ResourceType};
 use tokio::task::JoinSet;
 
 use crate::ingest::Ingest;
@@ -48,6 +48,30 @@ pub fn new_run_id() -> String {
         now.format("%Y%m%dT%H%M%S%.3fZ"),
         std::process::id() ^ now.timestamp_subsec_nanos()
     )
+}
+
+/// The nodes of `selected` that a run runs, in order: external sources to
+/// ingest first, then the nodes in DAG order, without ephemeral models
+/// (they are inlined).
+pub fn runnable(manifest: &Manifest, selected: &BTreeSet<String>) -> Vec<String> {
+    let sources = manifest
+        .sources
+        .values()
+        .filter(|s| s.ingest.is_some() && selected.contains(&s.unique_id))
+        .map(|s| s.unique_id.clone());
+    let nodes = manifest
+        .topological_order()
+        .into_iter()
+        .filter(|id| selected.contains(*id))
+        .filter(|id| {
+            manifest.nodes.get(*id).is_some_and(|n| {
+                n.resource_type != ResourceType::Source
+                    && !(n.resource_type == ResourceType::Model
+                        && n.config.materialized == "ephemeral")
+            })
+        })
+        .map(str::to_string);
+    sources.chain(nodes).collect()
 }
 
 /// What the runner tells its caller as it goes.
@@ -117,34 +141,6 @@ impl Runner {
                 options,
             }),
         }
-    }
-
-    /// The nodes of `selected` that run: external sources to ingest first,
-    /// then the nodes in DAG order, without ephemeral models (they are
-    /// inlined).
-    fn runnable(&self, selected: &BTreeSet<String>) -> Vec<String> {
-        let manifest = &self.shared.compiled.manifest;
-        let sources = manifest
-            .sources
-            .values()
-            .filter(|s| s.ingest.is_some() && selected.contains(&s.unique_id))
-            .map(|s| s.unique_id.clone());
-        sources
-            .chain(
-                manifest
-                    .topological_order()
-                    .into_iter()
-                    .filter(|id| selected.contains(*id))
-                    .filter(|id| {
-                        manifest.nodes.get(*id).is_some_and(|n| {
-                            n.resource_type != ResourceType::Source
-                                && !(n.resource_type == ResourceType::Model
-                                    && n.config.materialized == "ephemeral")
-                        })
-                    })
-                    .map(str::to_string),
-            )
-            .collect()
     }
 
     /// How the run describes `id` (a node, or a source it ingests).
@@ -258,7 +254,7 @@ impl Runner {
         // This run writes the tables it reads next: providers can be kept
         // between its queries, dropped as each write lands.
         self.shared.session.catalog().cache_providers(true);
-        let run = self.runnable(selected);
+        let run = runnable(&self.shared.compiled.manifest, selected);
         let total = run.len();
         let deps = self.dependencies(&run);
         let mut results: BTreeMap<String, NodeResult> = BTreeMap::new();
@@ -304,7 +300,6 @@ impl Runner {
                             .is_some_and(|r| !r.status.lets_children_run())
                     })
                     .cloned();
-                let description = self.describe_id(id);
                 if stopping || blocked.is_some() {
                     let message = match &blocked {
                         Some(up) => format!(
@@ -318,7 +313,7 @@ impl Runner {
                     on_event(RunEvent::Finished {
                         index,
                         total,
-                        description,
+                        description: self.describe_id(id),
                         result: Box::new(result.clone()),
                     });
                     results.insert(id.clone(), result);
@@ -333,7 +328,7 @@ impl Runner {
                         index,
                         total,
                         unique_id: id.clone(),
-                        description,
+                        description: self.describe_id(&id),
                     });
                     let shared = self.shared.clone();
                     let slot = running.len();
