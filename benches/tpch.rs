@@ -13,7 +13,9 @@
 //!
 //! `cargo bench --bench tpch`; knobs: `LAKE_TPCH_SF` (1), `LAKE_TPCH_RUNS`
 //! (5, after one warm-up), `LAKE_TPCH_QUERIES` (1..22), `LAKE_TPCH_DIR`,
-//! `LAKE_TPCH_THREADS` (the number of cores, for every engine).
+//! `LAKE_TPCH_THREADS` (the number of cores, for every engine),
+//! `LAKE_TPCH_SET` (`key=value,...`: DataFusion settings tried on top of
+//! lake's, for lake and for DataFusion with lake's settings).
 
 mod common;
 
@@ -90,6 +92,21 @@ fn run_duckdb(
             })
             .collect(),
     }
+}
+
+/// `LAKE_TPCH_SET`: `key=value` pairs, comma-separated.
+fn extra_settings() -> Vec<(String, String)> {
+    std::env::var("LAKE_TPCH_SET")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|pair| {
+            let (key, value) = pair
+                .split_once('=')
+                .unwrap_or_else(|| panic!("LAKE_TPCH_SET: {pair:?} is not key=value"));
+            (key.trim().to_string(), value.trim().to_string())
+        })
+        .collect()
 }
 
 fn median_f64(v: &mut [f64]) -> f64 {
@@ -232,7 +249,13 @@ fn main() {
         lake.execute_sql("SET datafusion.catalog.default_schema = 'raw'")
             .await
             .unwrap();
-        let tuned = lake_engine::query_config(Some(threads));
+        let mut tuned = lake_engine::query_config(Some(threads));
+        for (key, value) in extra_settings() {
+            lake.execute_sql(&format!("SET {key} = '{value}'"))
+                .await
+                .unwrap();
+            tuned.options_mut().set(&key, &value).unwrap();
+        }
         let engines = [
             ("lake", Engine::Lake(lake)),
             ("datafusion", datafusion_over(tuned, &files).await),

@@ -27,7 +27,7 @@ use parking_lot::RwLock;
 
 use crate::error::{Result, StorageError};
 use crate::root::{LakeRoot, TableVersion, ZONES, check_name};
-use crate::scan_stats::{DeltaStatsProvider, log_column_stats};
+use crate::scan_stats::DeltaProvider;
 
 /// The catalog's name in SQL.
 pub const CATALOG: &str = "lake";
@@ -267,7 +267,7 @@ impl ZoneSchema {
             }
             None => builder.await?,
         };
-        Ok(DeltaStatsProvider::wrap(provider, log_column_stats(table)))
+        Ok(DeltaProvider::new(table, provider))
     }
 
     /// Whether a Delta table opened at `version` is still what `name`

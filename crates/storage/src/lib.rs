@@ -8,6 +8,7 @@
 mod catalog;
 mod delta;
 mod error;
+mod plain_scan;
 mod root;
 mod scan_stats;
 pub mod stores;

@@ -5,7 +5,7 @@
 //! planner estimates join sizes from the key columns' min and max, so
 //! without them it guesses, and it guessed wrong on TPC-H Q18 (a 6 M-row
 //! hash table built on the wrong side: 4x slower than the same query over
-//! the same Parquet files). [`DeltaStatsProvider`] wraps deltalake's table
+//! the same Parquet files). [`DeltaProvider`] wraps deltalake's table
 //! provider and puts the log's statistics into the Parquet scan it plans.
 
 use std::borrow::Cow;
@@ -30,10 +30,12 @@ use datafusion::physical_optimizer::pruning::PruningStatistics;
 use datafusion::physical_plan::{ChildrenPropertiesMode, ExecutionPlan, ReplaceChildrenOptions};
 use deltalake::DeltaTable;
 
+use crate::plain_scan::PlainFiles;
+
 /// Table-wide column statistics of a Delta table's current files, by
 /// column name. Only types whose log statistics are exact bounds: numbers,
 /// dates and booleans (Delta truncates strings and timestamps).
-pub(crate) fn log_column_stats(table: &DeltaTable) -> HashMap<String, ColumnStatistics> {
+fn log_column_stats(table: &DeltaTable) -> HashMap<String, ColumnStatistics> {
     let mut stats = HashMap::new();
     let Ok(snapshot) = table.snapshot() else {
         return stats;
@@ -94,26 +96,28 @@ fn has_exact_log_bounds(data_type: &DataType) -> bool {
         )
 }
 
-/// deltalake's provider, planning scans that carry the log's column
-/// statistics. Everything else is deltalake's.
+/// A Delta table for DataFusion: a plain table is scanned by lake's own
+/// Parquet scan ([`PlainFiles`]); any other by deltalake's, with the log's
+/// column statistics put into it. Everything but scans is deltalake's.
 #[derive(Debug)]
-pub(crate) struct DeltaStatsProvider {
+pub(crate) struct DeltaProvider {
     inner: Arc<dyn TableProvider>,
     column_stats: HashMap<String, ColumnStatistics>,
+    plain: Option<PlainFiles>,
 }
 
-impl DeltaStatsProvider {
-    /// `inner` with the statistics (itself when there are none).
-    pub(crate) fn wrap(
-        inner: Arc<dyn TableProvider>,
-        column_stats: HashMap<String, ColumnStatistics>,
-    ) -> Arc<dyn TableProvider> {
-        if column_stats.is_empty() {
+impl DeltaProvider {
+    /// The provider of `table`, over deltalake's provider `inner`.
+    pub(crate) fn new(table: &DeltaTable, inner: Arc<dyn TableProvider>) -> Arc<dyn TableProvider> {
+        let column_stats = log_column_stats(table);
+        let plain = PlainFiles::of(table);
+        if column_stats.is_empty() && plain.is_none() {
             return inner;
         }
-        Arc::new(DeltaStatsProvider {
+        Arc::new(DeltaProvider {
             inner,
             column_stats,
+            plain,
         })
     }
 
@@ -178,7 +182,7 @@ fn fill_columns(
 }
 
 #[async_trait]
-impl TableProvider for DeltaStatsProvider {
+impl TableProvider for DeltaProvider {
     fn schema(&self) -> SchemaRef {
         self.inner.schema()
     }
@@ -210,6 +214,13 @@ impl TableProvider for DeltaStatsProvider {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        if let Some(plain) = &self.plain {
+            return plain
+                .scan(state, &self.inner.schema(), projection, limit, |stats| {
+                    fill_columns(stats, &self.inner.schema(), &self.column_stats)
+                })
+                .await;
+        }
         let plan = self.inner.scan(state, projection, filters, limit).await?;
         self.with_stats(plan)
     }
@@ -219,6 +230,14 @@ impl TableProvider for DeltaStatsProvider {
         state: &dyn Session,
         args: ScanArgs<'a>,
     ) -> DfResult<ScanResult> {
+        if self.plain.is_some() {
+            let projection = args.projection().map(<[usize]>::to_vec);
+            let filters = args.filters().unwrap_or_default();
+            return Ok(self
+                .scan(state, projection.as_ref(), filters, args.limit())
+                .await?
+                .into());
+        }
         let result = self.inner.scan_with_args(state, args).await?;
         Ok(self.with_stats(result.into_inner())?.into())
     }
@@ -227,6 +246,11 @@ impl TableProvider for DeltaStatsProvider {
         &self,
         filters: &[&Expr],
     ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        if self.plain.is_some() {
+            // Filters stay above the scan, which uses them for pruning
+            // only (and, with `pushdown_filters`, in the decoder).
+            return Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()]);
+        }
         self.inner.supports_filters_pushdown(filters)
     }
 

@@ -380,7 +380,7 @@ async fn without_the_build_cache_each_query_sees_other_writers_commits() {
 }
 
 #[tokio::test]
-async fn scans_carry_column_statistics_from_the_delta_log() {
+async fn plain_tables_are_parquet_scans_with_the_footers_statistics() {
     let root = memory_root("t7");
     let (ctx, _catalog) = session(&root).await;
     let plan = ctx
@@ -395,8 +395,56 @@ async fn scans_carry_column_statistics_from_the_delta_log() {
         .await
         .unwrap();
     let explain = rows(&ctx, "explain select k, s, x from raw.keys").await;
-    // Numbers get their bounds and null counts; strings, which Delta
-    // truncates, do not.
+    // No deltalake wrapper: the scan is DataFusion's Parquet scan of the
+    // log's files, with what DataFusion reads from their footers.
+    assert!(!explain.contains("DeltaScan"), "{explain}");
+    assert!(
+        explain.contains("DataSourceExec: file_groups={1 group: [[part-00000-"),
+        "{explain}"
+    );
+    assert!(explain.contains("Rows=Exact(3)"), "{explain}");
+    assert!(
+        explain.contains("Min=Exact(Int64(3)) Max=Exact(Int64(9)) Null=Exact(0)"),
+        "{explain}"
+    );
+    assert!(
+        explain.contains("Min=Exact(Utf8View(\"c\")) Max=Exact(Utf8View(\"z\")) Null=Exact(1)"),
+        "{explain}"
+    );
+    // Filters stay above the scan (which prunes with them).
+    let explain = rows(&ctx, "explain select k from raw.keys where k > 4").await;
+    assert!(explain.contains("FilterExec: k@0 > 4"), "{explain}");
+    assert!(explain.contains("predicate=k@0 > 4"), "{explain}");
+    assert_eq!(
+        rows(&ctx, "select k, s from raw.keys where k > 4 order by k").await,
+        rows(
+            &ctx,
+            "select * from (values (5, NULL), (9, 'z')) as t(k, s)"
+        )
+        .await
+    );
+}
+
+#[tokio::test]
+async fn partitioned_tables_keep_deltas_scan_with_the_logs_statistics() {
+    let root = memory_root("t8");
+    let (ctx, _catalog) = session(&root).await;
+    let plan = ctx
+        .sql("select * from (values (3, 'c', 1.5, 'p'), (9, 'z', 2.5, 'q'), (5, NULL, NULL, 'p')) as t(k, s, x, day)")
+        .await
+        .unwrap()
+        .into_unoptimized_plan();
+    TableWrite::new(root.clone(), "raw", "keys", plan, Arc::new(ctx.state()))
+        .with_partition_by(vec!["day".into()])
+        .await
+        .unwrap();
+    ctx.sql("set datafusion.explain.show_statistics = true")
+        .await
+        .unwrap();
+    let explain = rows(&ctx, "explain select k, s, x, day from raw.keys").await;
+    assert!(explain.contains("DeltaScan"), "{explain}");
+    // Numbers get their bounds and null counts from the log; strings,
+    // which Delta truncates, do not.
     assert!(
         explain.contains("Min=Inexact(Int64(3)) Max=Inexact(Int64(9)) Null=Inexact(0)"),
         "{explain}"
@@ -406,6 +454,18 @@ async fn scans_carry_column_statistics_from_the_delta_log() {
         "{explain}"
     );
     assert!(!explain.contains("Utf8(\"c\")"), "{explain}");
+    assert_eq!(
+        rows(
+            &ctx,
+            "select k, day from raw.keys where day = 'p' order by k"
+        )
+        .await,
+        rows(
+            &ctx,
+            "select * from (values (3, 'p'), (5, 'p')) as t(k, day)"
+        )
+        .await
+    );
 }
 
 /// Storage options as `LakeRoot::open` takes them.
