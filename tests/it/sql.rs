@@ -334,3 +334,75 @@ fn show_previews_a_model_or_an_inline_query() {
         stderr(&out)
     );
 }
+
+/// The `EXPLAIN ANALYZE` metric `name` of the scan that reads `columns`,
+/// as printed.
+fn scan_metric(explain: &str, columns: &str, name: &str) -> String {
+    let line = explain
+        .lines()
+        .find(|l| l.contains("DataSourceExec") && l.contains(&format!("projection=[{columns}]")))
+        .unwrap_or_else(|| panic!("no scan of {columns}:\n{explain}"));
+    line.split(&format!(" {name}="))
+        .nth(1)
+        .and_then(|rest| rest.split([',', ']']).next())
+        .unwrap_or_else(|| panic!("no {name}:\n{line}"))
+        .to_string()
+}
+
+#[test]
+fn a_joins_dynamic_filter_is_applied_while_decoding_the_probe_side() {
+    let dir = seeded();
+    let setup = "CREATE TABLE raw.big AS SELECT value AS k, value * 2 AS v FROM generate_series(0, 9999);\n\
+                 CREATE TABLE raw.few AS SELECT * FROM (VALUES (1), (5000), (9999)) AS t(k);\n";
+    let out = sql_stdin(dir.path(), &["--format", "csv"], setup);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // The build side's three keys become a filter on `big`'s scan, which
+    // decodes `v` only for the rows that pass.
+    let join = "SELECT sum(v) FROM raw.few JOIN raw.big ON few.k = big.k";
+    let out = sql_stdin(dir.path(), &["--format", "csv"], &format!("{join};\n"));
+    assert_eq!(
+        stdout(&out).trim(),
+        "sum(raw.big.v)\n30000",
+        "{}",
+        stderr(&out)
+    );
+    let out = sql_stdin(
+        dir.path(),
+        &["--format", "csv"],
+        &format!("EXPLAIN ANALYZE {join};\n"),
+    );
+    let explain = stdout(&out);
+    assert_eq!(
+        scan_metric(&explain, "k, v", "pushdown_rows_matched"),
+        "3",
+        "{explain}"
+    );
+
+    // A scan with a static filter keeps it in the FilterExec above it, and
+    // decodes every row.
+    let filtered = format!("{join} WHERE big.v > 2");
+    let out = sql_stdin(dir.path(), &["--format", "csv"], &format!("{filtered};\n"));
+    assert_eq!(
+        stdout(&out).trim(),
+        "sum(raw.big.v)\n29998",
+        "{}",
+        stderr(&out)
+    );
+    let out = sql_stdin(
+        dir.path(),
+        &["--format", "csv"],
+        &format!("EXPLAIN ANALYZE {filtered};\n"),
+    );
+    let explain = stdout(&out);
+    assert_eq!(
+        scan_metric(&explain, "k, v", "pushdown_rows_matched"),
+        "0",
+        "{explain}"
+    );
+    assert_eq!(
+        scan_metric(&explain, "k, v", "pushdown_rows_pruned"),
+        "0",
+        "{explain}"
+    );
+}

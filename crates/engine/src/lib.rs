@@ -11,6 +11,7 @@ mod error;
 mod freshness;
 mod ingest;
 mod materialize;
+mod optimize;
 mod results;
 mod runner;
 mod seed;

@@ -14,6 +14,7 @@ use deltalake::delta_datafusion::planner::DeltaPlanner;
 use lake_storage::{CATALOG, LakeCatalog, LakeRoot};
 
 use crate::error::{EngineError, Result};
+use crate::optimize::DecodeDynamicFilters;
 
 /// How much memory and where to spill.
 #[derive(Debug, Clone, Default)]
@@ -91,6 +92,7 @@ impl LakeSession {
             .with_config(config)
             .with_runtime_env(runtime)
             .with_query_planner(DeltaPlanner::new())
+            .with_physical_optimizer_rule(Arc::new(DecodeDynamicFilters))
             .build();
         let mut ctx = SessionContext::new_with_state(state);
         if options.url_tables {
