@@ -267,7 +267,7 @@ impl ZoneSchema {
             }
             None => builder.await?,
         };
-        Ok(DeltaProvider::new(table, provider))
+        Ok(DeltaProvider::for_table(table, provider))
     }
 
     /// Whether a Delta table opened at `version` is still what `name`

@@ -108,7 +108,10 @@ pub(crate) struct DeltaProvider {
 
 impl DeltaProvider {
     /// The provider of `table`, over deltalake's provider `inner`.
-    pub(crate) fn new(table: &DeltaTable, inner: Arc<dyn TableProvider>) -> Arc<dyn TableProvider> {
+    pub(crate) fn for_table(
+        table: &DeltaTable,
+        inner: Arc<dyn TableProvider>,
+    ) -> Arc<dyn TableProvider> {
         let column_stats = log_column_stats(table);
         let plain = PlainFiles::of(table);
         if column_stats.is_empty() && plain.is_none() {
