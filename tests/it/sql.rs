@@ -357,49 +357,26 @@ fn a_joins_dynamic_filter_is_applied_while_decoding_the_probe_side() {
     let out = sql_stdin(dir.path(), &["--format", "csv"], setup);
     assert!(out.status.success(), "{}", stderr(&out));
 
+    // The answer of `query` (checked) and its `EXPLAIN ANALYZE`.
+    let answer_and_explain = |query: &str, answer: &str| {
+        let out = sql_stdin(dir.path(), &["--format", "csv"], &format!("{query};\n"));
+        assert_eq!(stdout(&out).trim(), answer, "{}", stderr(&out));
+        let analyze = format!("EXPLAIN ANALYZE {query};\n");
+        stdout(&sql_stdin(dir.path(), &["--format", "csv"], &analyze))
+    };
+
     // The build side's three keys become a filter on `big`'s scan, which
     // decodes `v` only for the rows that pass.
     let join = "SELECT sum(v) FROM raw.few JOIN raw.big ON few.k = big.k";
-    let out = sql_stdin(dir.path(), &["--format", "csv"], &format!("{join};\n"));
-    assert_eq!(
-        stdout(&out).trim(),
-        "sum(raw.big.v)\n30000",
-        "{}",
-        stderr(&out)
-    );
-    let out = sql_stdin(
-        dir.path(),
-        &["--format", "csv"],
-        &format!("EXPLAIN ANALYZE {join};\n"),
-    );
-    let explain = stdout(&out);
-    assert_eq!(
-        scan_metric(&explain, "k, v", "pushdown_rows_matched"),
-        "3",
-        "{explain}"
-    );
+    let explain = answer_and_explain(join, "sum(raw.big.v)\n30000");
+    let matched = scan_metric(&explain, "k, v", "pushdown_rows_matched");
+    assert_eq!(matched, "3", "{explain}");
 
     // A scan with a static filter keeps it in the FilterExec above it, and
     // decodes every row.
-    let filtered = format!("{join} WHERE big.v > 2");
-    let out = sql_stdin(dir.path(), &["--format", "csv"], &format!("{filtered};\n"));
-    assert_eq!(
-        stdout(&out).trim(),
-        "sum(raw.big.v)\n29998",
-        "{}",
-        stderr(&out)
-    );
-    let out = sql_stdin(
-        dir.path(),
-        &["--format", "csv"],
-        &format!("EXPLAIN ANALYZE {filtered};\n"),
-    );
-    let explain = stdout(&out);
-    assert_eq!(
-        scan_metric(&explain, "k, v", "pushdown_rows_matched"),
-        "0",
-        "{explain}"
-    );
+    let explain = answer_and_explain(&format!("{join} WHERE big.v > 2"), "sum(raw.big.v)\n29998");
+    let matched = scan_metric(&explain, "k, v", "pushdown_rows_matched");
+    assert_eq!(matched, "0", "{explain}");
     assert_eq!(
         scan_metric(&explain, "k, v", "pushdown_rows_pruned"),
         "0",
