@@ -402,7 +402,8 @@ os._exit(0)
 #[test]
 #[ignore = "needs moto; .ci/run runs it with LAKE_TEST_PYTHON set"]
 fn interop_s3_two_concurrent_writers_lose_no_commit() {
-    const COMMITS: usize = 10;
+    const MIN_ROUNDS: usize = 10;
+    const MAX_ROUNDS: usize = 60;
     let moto = Moto::start();
     let url = format!("s3://{BUCKET}/concurrent");
     let open =
@@ -429,52 +430,55 @@ fn interop_s3_two_concurrent_writers_lose_no_commit() {
         assert_eq!(created.version, 0);
 
         // Both writers start each commit together, so they race for the
-        // same version again and again.
-        let together = Arc::new(tokio::sync::Barrier::new(2));
-        let writers: Vec<_> = (1..=2)
-            .map(|writer| {
-                let root = open();
-                let together = together.clone();
-                tokio::spawn(async move {
-                    // Each writer its own root and session, as two processes.
-                    let session = LakeSession::open(root, &SessionOptions::default())
-                        .await
-                        .unwrap();
-                    let mut versions = Vec::new();
-                    for n in 1..=COMMITS {
-                        together.wait().await;
-                        let row = session
-                            .context()
-                            .sql(&format!(
-                                "select cast({writer} as int) as writer, cast({n} as int) as n"
-                            ))
-                            .await
-                            .unwrap()
-                            .into_unoptimized_plan();
-                        let outcome = TableWrite::new(
-                            session.root().clone(),
-                            "raw",
-                            "appends",
-                            row,
-                            session.state(),
-                        )
-                        .with_mode(WriteMode::Append)
-                        .with_schema_change(SchemaChange::Keep)
-                        .await
-                        .unwrap_or_else(|e| panic!("writer {writer}, commit {n}: {e}"));
-                        versions.push(outcome.version);
-                    }
-                    versions
-                })
-            })
-            .collect();
-        let mut versions = Vec::new();
-        for writer in writers {
-            versions.extend(writer.await.unwrap());
+        // same version. Whether one loses depends on timing, so rounds go
+        // on until a race was lost (at least MIN_ROUNDS, at most
+        // MAX_ROUNDS).
+        let writers = [open(), open()];
+        let mut sessions = Vec::new();
+        for root in writers {
+            // Each writer its own root and session, as two processes.
+            sessions.push(
+                LakeSession::open(root, &SessionOptions::default())
+                    .await
+                    .unwrap(),
+            );
         }
+        let commit = |writer: usize, n: usize| {
+            let session = &sessions[writer - 1];
+            async move {
+                let row = session
+                    .context()
+                    .sql(&format!(
+                        "select cast({writer} as int) as writer, cast({n} as int) as n"
+                    ))
+                    .await
+                    .unwrap()
+                    .into_unoptimized_plan();
+                TableWrite::new(
+                    session.root().clone(),
+                    "raw",
+                    "appends",
+                    row,
+                    session.state(),
+                )
+                .with_mode(WriteMode::Append)
+                .with_schema_change(SchemaChange::Keep)
+                .await
+                .unwrap_or_else(|e| panic!("writer {writer}, commit {n}: {e}"))
+                .version
+            }
+        };
+        let mut versions = Vec::new();
+        let mut rounds = 0;
+        while rounds < MIN_ROUNDS || (lost_races(&moto) == 0 && rounds < MAX_ROUNDS) {
+            rounds += 1;
+            let (first, second) = tokio::join!(commit(1, rounds), commit(2, rounds));
+            versions.extend([first, second]);
+        }
+        let commits = 2 * rounds as u64;
         versions.sort();
         // Each commit got its own version: none was overwritten.
-        assert_eq!(versions, (1..=2 * COMMITS as u64).collect::<Vec<_>>());
+        assert_eq!(versions, (1..=commits).collect::<Vec<_>>());
 
         let reader = LakeSession::open(open(), &SessionOptions::default())
             .await
@@ -485,7 +489,7 @@ fn interop_s3_two_concurrent_writers_lose_no_commit() {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(table.version(), Some(2 * COMMITS as u64));
+        assert_eq!(table.version(), Some(commits));
         let batches = reader
             .context()
             .sql(
@@ -500,30 +504,37 @@ fn interop_s3_two_concurrent_writers_lose_no_commit() {
         let text = datafusion::arrow::util::pretty::pretty_format_batches(&batches)
             .unwrap()
             .to_string();
-        assert!(text.contains("| 20 | 20 "), "{text}");
+        assert!(
+            text.contains(&format!("| {commits} | {commits} ")),
+            "{text}"
+        );
         // And the log holds versions 0..=20, each once.
         let store = reader.root().object_store();
         let log = StorePath::from("concurrent/raw/appends/_delta_log");
         let listed: Vec<_> = futures::TryStreamExt::try_collect(store.list(Some(&log)))
             .await
             .unwrap();
-        let mut commits: Vec<u64> = listed
+        let mut logged: Vec<u64> = listed
             .iter()
             .filter_map(|m| m.location.filename()?.strip_suffix(".json")?.parse().ok())
             .collect();
-        commits.sort();
-        assert_eq!(commits, (0..=2 * COMMITS as u64).collect::<Vec<_>>());
+        logged.sort();
+        assert_eq!(logged, (0..=commits).collect::<Vec<_>>());
     });
-    // How often a writer lost the race for a version (412) and retried.
-    let lost = moto
-        .log()
+    let lost = lost_races(&moto);
+    eprintln!("{lost} commits lost the race for their version and were retried");
+    assert!(lost > 0, "the writers never raced: the test proved nothing");
+}
+
+/// How often a writer of `raw.appends` lost the race for a version (412)
+/// and retried.
+fn lost_races(moto: &Moto) -> usize {
+    moto.log()
         .lines()
         .filter(|l| {
             l.contains("PUT /lake-test/concurrent/raw/appends/_delta_log/") && l.contains("\" 412 ")
         })
-        .count();
-    eprintln!("{lost} commits lost the race for their version and were retried");
-    assert!(lost > 0, "the writers never raced: the test proved nothing");
+        .count()
 }
 
 #[test]
