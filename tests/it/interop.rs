@@ -23,6 +23,22 @@ pub fn python() -> String {
     )
 }
 
+/// What `python` printed running `args`; a failure panics with what it
+/// printed on both streams.
+pub fn run_python<S: AsRef<std::ffi::OsStr>>(args: impl IntoIterator<Item = S>) -> String {
+    let output = Command::new(python())
+        .args(args)
+        .output()
+        .expect("run python");
+    let printed = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{printed}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    printed
+}
+
 #[test]
 #[ignore = "needs the Python readers; .ci/run runs it with LAKE_TEST_PYTHON set"]
 fn python_deltalake_and_duckdb_read_what_lake_writes() {
@@ -44,18 +60,14 @@ fn python_deltalake_and_duckdb_read_what_lake_writes() {
         "curated.daily_revenue": ["orders", "buyers"],
         "curated.customer_activity_daily": ["customer_id", "events", "sessions", "checkouts"],
     });
-    let output = Command::new(python())
-        .arg(repo_root().join("tests/interop/read_lake.py"))
-        .arg(&root)
-        .arg(spec.to_string())
-        .output()
-        .expect("run python");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let read: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let printed = run_python([
+        repo_root()
+            .join("tests/interop/read_lake.py")
+            .into_os_string(),
+        root.clone().into_os_string(),
+        spec.to_string().into(),
+    ]);
+    let read: serde_json::Value = serde_json::from_str(&printed).unwrap();
     for (table, columns) in spec.as_object().unwrap() {
         let columns: Vec<&str> = columns
             .as_array()
@@ -188,22 +200,19 @@ fn interop_pyarrow_flight_training_sets_and_online_features() {
         .count();
     let server = Served::start(dir.path(), &[]);
     let state = tempfile::tempdir().unwrap();
+    let script = repo_root().join("tests/interop/flight_features.py");
     let phase = |phase: &str| {
-        let output = Command::new(python())
-            .arg(repo_root().join("tests/interop/flight_features.py"))
-            .args(["--uri", &server.uri()])
-            .args(["--spine-rows", &spine_rows.to_string()])
-            .args(["--state", state.path().to_str().unwrap()])
-            .args(["--phase", phase])
-            .output()
-            .expect("run python");
-        let printed = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(
-            output.status.success(),
-            "{printed}\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        printed
+        run_python([
+            script.to_str().unwrap(),
+            "--uri",
+            &server.uri(),
+            "--spine-rows",
+            &spine_rows.to_string(),
+            "--state",
+            state.path().to_str().unwrap(),
+            "--phase",
+            phase,
+        ])
     };
     let before = phase("before");
     assert!(before.contains("6 passed, 0 failed"), "{before}");
@@ -217,17 +226,8 @@ fn interop_pyarrow_flight_training_sets_and_online_features() {
     let after = phase("after");
     assert!(after.contains("3 passed, 0 failed"), "{after}");
 
-    let example = Command::new(python())
-        .arg(repo_root().join("examples/fetch_training_set.py"))
-        .arg(server.uri())
-        .output()
-        .expect("run python");
-    let printed = String::from_utf8_lossy(&example.stdout);
-    assert!(
-        example.status.success(),
-        "{printed}\n{}",
-        String::from_utf8_lossy(&example.stderr)
-    );
+    let example = repo_root().join("examples/fetch_training_set.py");
+    let printed = run_python([example.to_str().unwrap(), &server.uri()]);
     assert!(
         printed.contains(&format!("shape ({spine_rows}, 8)")),
         "{printed}"

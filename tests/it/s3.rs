@@ -20,7 +20,7 @@ use lake_storage::deltalake::logstore::object_store::{
 };
 use lake_storage::{LakeRoot, SchemaChange, TableWrite, WriteMode};
 
-use super::interop::python;
+use super::interop::{python, run_python};
 use super::{example_project, repo_root, stderr, stdout};
 
 const BUCKET: &str = "lake-test";
@@ -376,18 +376,14 @@ os._exit(0)
         .iter()
         .map(|(k, v)| (k.to_string(), v.clone().into()))
         .collect();
-    let output = Command::new(python())
-        .args(["-c", read, &root])
-        .arg(serde_json::Value::Object(options).to_string())
-        .arg(serde_json::json!(tables).to_string())
-        .output()
-        .expect("run python");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let theirs: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let printed = run_python([
+        "-c",
+        read,
+        &root,
+        &serde_json::Value::Object(options).to_string(),
+        &serde_json::json!(tables).to_string(),
+    ]);
+    let theirs: serde_json::Value = serde_json::from_str(&printed).unwrap();
     for table in tables {
         assert_eq!(
             theirs[table]["rows"], ours[table],

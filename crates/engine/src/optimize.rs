@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use datafusion::common::Result as DfResult;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::datasource::physical_plan::{
     FileScanConfig, FileScanConfigBuilder, FileSource, ParquetSource,
 };
@@ -48,7 +48,7 @@ impl PhysicalOptimizerRule for DecodeDynamicFilters {
             };
             Ok(Transformed::yes(scan))
         })
-        .map(|transformed| transformed.data)
+        .data()
     }
 
     fn name(&self) -> &str {

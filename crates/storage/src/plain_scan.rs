@@ -19,6 +19,7 @@ use std::sync::Arc;
 use chrono::{TimeZone, Utc};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
+use datafusion::common::stats::Precision;
 use datafusion::common::{Result as DfResult, Statistics};
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -58,6 +59,9 @@ pub(crate) struct PlainFiles {
     log_store: LogStoreRef,
     store_url: ObjectStoreUrl,
     files: Vec<PartitionedFile>,
+    /// Each file's row count from the log, for the statistics of a table
+    /// with more than [`MAX_FOOTERS`] files.
+    log_rows: Vec<Option<usize>>,
     /// The files with their statistics, and the table's, made on the
     /// first scan.
     with_stats: OnceCell<(Vec<PartitionedFile>, Statistics)>,
@@ -91,13 +95,13 @@ impl PlainFiles {
         {
             return None;
         }
-        let schema = snapshot.snapshot().arrow_schema();
         let mut files = Vec::new();
+        let mut log_rows = Vec::new();
         for file in snapshot.log_data().iter() {
             if file.deletion_vector_descriptor().is_some() || file.path().contains("://") {
                 return None;
             }
-            let mut partitioned = PartitionedFile::from(ObjectMeta {
+            files.push(PartitionedFile::from(ObjectMeta {
                 location: file.object_store_path(),
                 size: u64::try_from(file.size()).ok()?,
                 last_modified: Utc
@@ -106,33 +110,28 @@ impl PlainFiles {
                     .unwrap_or_default(),
                 e_tag: None,
                 version: None,
-            });
-            if let Some(rows) = file.num_records() {
-                let mut statistics = Statistics::new_unknown(&schema);
-                statistics.num_rows = datafusion::common::stats::Precision::Exact(rows);
-                statistics.total_byte_size =
-                    datafusion::common::stats::Precision::Inexact(file.size() as usize);
-                partitioned.statistics = Some(Arc::new(statistics));
-            }
-            files.push(partitioned);
+            }));
+            log_rows.push(file.num_records());
         }
         let log_store = table.log_store();
         Some(PlainFiles {
             store_url: log_store.object_store_url(),
             log_store,
             files,
+            log_rows,
             with_stats: OnceCell::new(),
         })
     }
 
     /// The files with DataFusion's per-file statistics (from the footers,
-    /// at most [`MAX_FOOTERS`] of them, else the log's row counts), and the
-    /// table's statistics merged from them.
+    /// at most [`MAX_FOOTERS`] of them, else the log's row counts and file
+    /// sizes), and the table's statistics merged from them, then `fill`ed.
     async fn files_with_stats(
         &self,
         state: &dyn Session,
         format: &ParquetFormat,
         schema: &SchemaRef,
+        fill: impl FnOnce(&mut Statistics),
     ) -> DfResult<&(Vec<PartitionedFile>, Statistics)> {
         self.with_stats
             .get_or_try_init(|| async {
@@ -159,19 +158,26 @@ impl PlainFiles {
                         .try_collect::<Vec<_>>()
                         .await?
                 } else {
-                    self.files.clone()
-                };
-                let statistics = Statistics::try_merge_iter(
-                    files
+                    let from_log = |file: &PartitionedFile, rows: Option<usize>| {
+                        let mut statistics = Statistics::new_unknown(schema);
+                        if let Some(rows) = rows {
+                            statistics.num_rows = Precision::Exact(rows);
+                            statistics.total_byte_size =
+                                Precision::Inexact(file.object_meta.size as usize);
+                        }
+                        file.clone().with_statistics(Arc::new(statistics))
+                    };
+                    self.files
                         .iter()
-                        .map(|f| match &f.statistics {
-                            Some(s) => s.as_ref().clone(),
-                            None => Statistics::new_unknown(schema),
-                        })
-                        .collect::<Vec<_>>()
-                        .iter(),
+                        .zip(&self.log_rows)
+                        .map(|(file, rows)| from_log(file, *rows))
+                        .collect()
+                };
+                let mut statistics = Statistics::try_merge_iter(
+                    files.iter().filter_map(|f| f.statistics.as_deref()),
                     schema,
                 )?;
+                fill(&mut statistics);
                 Ok((files, statistics))
             })
             .await
@@ -180,8 +186,8 @@ impl PlainFiles {
     /// A Parquet scan of the files, read as `schema` (the table's, as
     /// deltalake's provider declares it) with the session's Parquet
     /// options. Filters are left to DataFusion's filter pushdown, as over
-    /// a folder of Parquet files; `column_stats` (from the log) fills in
-    /// what the footers do not say.
+    /// a folder of Parquet files; `fill` (the log's column statistics)
+    /// fills in, once, what the footers do not say.
     pub(crate) async fn scan(
         &self,
         state: &dyn Session,
@@ -203,15 +209,13 @@ impl PlainFiles {
             .runtime_env()
             .register_object_store(self.store_url.as_ref(), self.log_store.object_store(None));
         let format = ParquetFormat::default().with_options(state.default_table_options().parquet);
-        let (files, statistics) = self.files_with_stats(state, &format, schema).await?;
-        let mut statistics = statistics.clone();
-        fill(&mut statistics);
+        let (files, statistics) = self.files_with_stats(state, &format, schema, fill).await?;
         let groups = FileGroup::new(files.clone())
             .split_files(state.config_options().execution.target_partitions.max(1));
         let source = format.file_source(TableSchema::from(schema.clone()));
         let config = FileScanConfigBuilder::new(self.store_url.clone(), source)
             .with_file_groups(groups)
-            .with_statistics(statistics)
+            .with_statistics(statistics.clone())
             .with_projection_indices(projection.cloned())?
             .with_limit(limit)
             .build();
