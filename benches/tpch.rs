@@ -239,7 +239,9 @@ fn main() {
         let files = tpch_data::data_files(&root, &TABLES).await;
 
         eprintln!("running DuckDB ...");
-        let duck = run_duckdb(&venv, &files, &queries, runs, threads);
+        let profile = std::env::var("LAKE_TPCH_PROFILE").ok();
+        let duck_runs = if profile.is_some() { 1 } else { runs };
+        let duck = run_duckdb(&venv, &files, &queries, duck_runs, threads);
 
         let options = SessionOptions {
             target_partitions: Some(threads),
@@ -264,6 +266,21 @@ fn main() {
                 datafusion_over(SessionConfig::new().with_target_partitions(threads), &files).await,
             ),
         ];
+
+        // `LAKE_TPCH_PROFILE=ENGINE`: only that engine runs the queries,
+        // `LAKE_TPCH_RUNS` times, for a profiler attached to this process.
+        if let Some(only) = profile {
+            let Some((_, engine)) = engines.iter().find(|(name, _)| *name == only) else {
+                eprintln!("LAKE_TPCH_PROFILE: no engine {only} (lake, datafusion, datafusion-defaults)");
+                std::process::exit(2);
+            };
+            for _ in 0..runs {
+                for &q in &queries {
+                    engine.run(&duck.texts[&q]).await;
+                }
+            }
+            return;
+        }
 
         // `LAKE_TPCH_EXPLAIN=DIR`: each engine's physical plan of each
         // query, to compare lake's plans with DataFusion's (with
