@@ -9,8 +9,14 @@ use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::common::{ScalarValue, internal_err};
 use datafusion::logical_expr::ColumnarValue;
+use datafusion::logical_expr::Operator;
+use datafusion::physical_expr::expressions::{BinaryExpr, CaseExpr, InListExpr, Literal};
 use datafusion::physical_expr::{PhysicalExpr, conjunction};
-use datafusion::physical_expr_common::physical_expr::snapshot_generation;
+use datafusion::physical_expr_common::physical_expr::{
+    snapshot_generation, snapshot_physical_expr,
+};
+use datafusion::physical_plan::joins::HashExpr;
+use std::sync::Mutex;
 
 use datafusion::common::Result as DfResult;
 use datafusion::common::config::ConfigOptions;
@@ -125,7 +131,9 @@ const GATE_MAX_KEPT: f64 = 0.1;
 /// never changes. A new version of the filter (a TopK's tightened bound)
 /// starts a new judgement.
 ///
-/// Statistics pruning looks through the gate: its snapshot is the filter's.
+/// While closed, the gate evaluates each version of the filter in its
+/// [`cheapest_form`]. Statistics pruning looks through the gate: its
+/// snapshot is the filter's.
 #[derive(Debug)]
 pub(crate) struct SelectivityGate {
     filter: Arc<dyn PhysicalExpr>,
@@ -139,6 +147,8 @@ struct GateState {
     seen: AtomicU64,
     kept: AtomicU64,
     open: AtomicBool,
+    /// The filter's current version in its cheapest form, and the version.
+    cheapest: Mutex<Option<(u64, Arc<dyn PhysicalExpr>)>>,
 }
 
 impl SelectivityGate {
@@ -151,8 +161,7 @@ impl SelectivityGate {
 
     /// Whether the gate lets every row through, after starting over if the
     /// filter changed since it was judged.
-    fn is_open(&self) -> bool {
-        let generation = snapshot_generation(&self.filter);
+    fn is_open(&self, generation: u64) -> bool {
         let judged = self.state.generation.load(Ordering::Relaxed);
         if generation != judged
             && self
@@ -175,6 +184,87 @@ impl SelectivityGate {
             self.state.open.store(true, Ordering::Relaxed);
         }
     }
+}
+
+/// `filter` (a snapshot of a join's dynamic filter) with its set-membership
+/// tests made as cheap as they can be: a partitioned join's `CASE
+/// hash(key) % n WHEN i THEN key IN (set i) ... END` becomes one `key IN
+/// (every set)`, which needs no hash and no per-partition split of the
+/// batch, and the bounds next to a set (`key >= min AND key <= max AND key
+/// IN (set)`) go, as the set implies them. Keys of one partition never hash
+/// to another, so the answer is the same; filters with hash-table lookups
+/// (large build sides) stay as they are.
+fn cheapest_form(
+    filter: Arc<dyn PhysicalExpr>,
+    schema: &Schema,
+) -> DfResult<Arc<dyn PhysicalExpr>> {
+    filter
+        .transform_up(|node| {
+            if let Some(set) = set_test(&node) {
+                if !Arc::ptr_eq(&set, &node) {
+                    return Ok(Transformed::yes(set));
+                }
+                return Ok(Transformed::no(node));
+            }
+            let Some(case) = node.downcast_ref::<CaseExpr>() else {
+                return Ok(Transformed::no(node));
+            };
+            let routed_by_hash = case
+                .expr()
+                .and_then(|e| e.downcast_ref::<BinaryExpr>())
+                .is_some_and(|m| {
+                    *m.op() == Operator::Modulo && m.left().downcast_ref::<HashExpr>().is_some()
+                });
+            if !routed_by_hash || case.else_expr().is_some_and(|e| !is_false(e)) {
+                return Ok(Transformed::no(node));
+            }
+            let mut key: Option<Arc<dyn PhysicalExpr>> = None;
+            let mut values = Vec::new();
+            for (_, then) in case.when_then_expr() {
+                if is_false(then) {
+                    continue;
+                }
+                let Some(set) = then.downcast_ref::<InListExpr>() else {
+                    return Ok(Transformed::no(node));
+                };
+                if set.negated() || key.as_ref().is_some_and(|k| !k.eq(set.expr())) {
+                    return Ok(Transformed::no(node));
+                }
+                key = Some(Arc::clone(set.expr()));
+                values.extend(set.list().iter().cloned());
+            }
+            let Some(key) = key else {
+                return Ok(Transformed::no(node));
+            };
+            Ok(Transformed::yes(
+                Arc::new(InListExpr::try_new(key, values, false, schema)?) as _,
+            ))
+        })
+        .data()
+}
+
+/// For a set-membership test (`key IN (set)`, alone or after the bounds of
+/// `key`), the `IN`; `None` for anything else.
+fn set_test(expr: &Arc<dyn PhysicalExpr>) -> Option<Arc<dyn PhysicalExpr>> {
+    if let Some(set) = expr.downcast_ref::<InListExpr>() {
+        return (!set.negated()).then(|| Arc::clone(expr));
+    }
+    let parts = split_conjunction(expr);
+    let (last, bounds) = parts.split_last()?;
+    let set = last.downcast_ref::<InListExpr>()?;
+    let only_bounds = bounds.iter().all(|part| {
+        part.downcast_ref::<BinaryExpr>().is_some_and(|b| {
+            matches!(b.op(), Operator::GtEq | Operator::LtEq)
+                && b.left().eq(set.expr())
+                && b.right().downcast_ref::<Literal>().is_some()
+        })
+    });
+    (!set.negated() && !bounds.is_empty() && only_bounds).then(|| Arc::clone(*last))
+}
+
+fn is_false(expr: &Arc<dyn PhysicalExpr>) -> bool {
+    expr.downcast_ref::<Literal>()
+        .is_some_and(|l| *l.value() == ScalarValue::Boolean(Some(false)))
 }
 
 impl PartialEq for SelectivityGate {
@@ -207,10 +297,29 @@ impl PhysicalExpr for SelectivityGate {
     }
 
     fn evaluate(&self, batch: &RecordBatch) -> DfResult<ColumnarValue> {
-        if self.is_open() {
+        let generation = snapshot_generation(&self.filter);
+        if self.is_open(generation) {
             return Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))));
         }
-        let result = self.filter.evaluate(batch)?;
+        let filter = {
+            let mut cheapest = self
+                .state
+                .cheapest
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            match &*cheapest {
+                Some((judged, filter)) if *judged == generation => Arc::clone(filter),
+                _ => {
+                    let filter = cheapest_form(
+                        snapshot_physical_expr(Arc::clone(&self.filter))?,
+                        &batch.schema(),
+                    )?;
+                    *cheapest = Some((generation, Arc::clone(&filter)));
+                    filter
+                }
+            }
+        };
+        let result = filter.evaluate(batch)?;
         let kept = match &result {
             ColumnarValue::Array(array) => array.as_boolean_opt().map_or(0, |a| a.true_count()),
             ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))) => batch.num_rows(),
@@ -244,5 +353,147 @@ impl PhysicalExpr for SelectivityGate {
 
     fn fmt_sql(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.filter.fmt_sql(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::Int64Array;
+    use datafusion::arrow::datatypes::Field;
+    use datafusion::physical_expr::expressions::{col, lit};
+    use datafusion::physical_plan::joins::SeededRandomState;
+
+    fn schema() -> Schema {
+        Schema::new(vec![Field::new("k", DataType::Int64, false)])
+    }
+
+    /// `k >= min AND k <= max AND k IN (values)`, as a join builds it.
+    fn bounded_set(values: &[i64]) -> Arc<dyn PhysicalExpr> {
+        let k = col("k", &schema()).unwrap();
+        let set = InListExpr::try_new(
+            Arc::clone(&k),
+            values.iter().map(|v| lit(*v)).collect(),
+            false,
+            &schema(),
+        )
+        .unwrap();
+        let min = BinaryExpr::new(
+            Arc::clone(&k),
+            Operator::GtEq,
+            lit(*values.iter().min().unwrap()),
+        );
+        let max = BinaryExpr::new(k, Operator::LtEq, lit(*values.iter().max().unwrap()));
+        conjunction([Arc::new(min) as _, Arc::new(max) as _, Arc::new(set) as _])
+    }
+
+    /// `CASE hash(k) % 3 WHEN 0 THEN .. WHEN 1 THEN .. WHEN 2 THEN false ELSE false END`.
+    fn partitioned(branches: Vec<Arc<dyn PhysicalExpr>>) -> Arc<dyn PhysicalExpr> {
+        let hash = HashExpr::new(
+            vec![col("k", &schema()).unwrap()],
+            SeededRandomState::with_seed(0),
+            "hash_repartition".to_string(),
+        );
+        let n = lit(ScalarValue::UInt64(Some(branches.len() as u64)));
+        let route = BinaryExpr::new(Arc::new(hash), Operator::Modulo, n);
+        let when_then = branches
+            .into_iter()
+            .enumerate()
+            .map(|(i, then)| (lit(ScalarValue::UInt64(Some(i as u64))), then))
+            .collect();
+        Arc::new(CaseExpr::try_new(Some(Arc::new(route)), when_then, Some(lit(false))).unwrap())
+    }
+
+    fn answers(filter: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Vec<bool> {
+        let result = filter
+            .evaluate(batch)
+            .unwrap()
+            .into_array(batch.num_rows())
+            .unwrap();
+        result
+            .as_boolean()
+            .iter()
+            .map(|v| v == Some(true))
+            .collect()
+    }
+
+    #[test]
+    fn a_partitioned_joins_sets_become_one_set_with_the_same_answers() {
+        let keys: Vec<i64> = (0..200).collect();
+        let batch = RecordBatch::try_new(
+            Arc::new(schema()),
+            vec![Arc::new(Int64Array::from(keys.clone()))],
+        )
+        .unwrap();
+        // Route the build side's keys the way the filter routes probe rows.
+        let build = [3i64, 17, 42, 99, 150, 151, 199];
+        let hash = HashExpr::new(
+            vec![col("k", &schema()).unwrap()],
+            SeededRandomState::with_seed(0),
+            String::new(),
+        );
+        let build_batch = RecordBatch::try_new(
+            Arc::new(schema()),
+            vec![Arc::new(Int64Array::from(build.to_vec()))],
+        )
+        .unwrap();
+        let hashes = hash
+            .evaluate(&build_batch)
+            .unwrap()
+            .into_array(build.len())
+            .unwrap();
+        let hashes = hashes.as_primitive::<datafusion::arrow::datatypes::UInt64Type>();
+        let mut sets = vec![Vec::new(); 3];
+        for (key, hash) in build.iter().zip(hashes.values()) {
+            sets[(*hash % 3) as usize].push(*key);
+        }
+        assert!(
+            sets.iter().filter(|s| !s.is_empty()).count() >= 2,
+            "{sets:?}"
+        );
+        let branches = sets
+            .iter()
+            .map(|set| {
+                if set.is_empty() {
+                    lit(false)
+                } else {
+                    bounded_set(set)
+                }
+            })
+            .collect();
+        let filter = partitioned(branches);
+
+        let cheapest = cheapest_form(Arc::clone(&filter), &schema()).unwrap();
+        let set = cheapest.downcast_ref::<InListExpr>().expect("one IN");
+        assert_eq!(set.len(), build.len(), "{cheapest}");
+        assert_eq!(answers(&cheapest, &batch), answers(&filter, &batch));
+        let kept: Vec<i64> = keys
+            .iter()
+            .zip(answers(&cheapest, &batch))
+            .filter_map(|(k, keep)| keep.then_some(*k))
+            .collect();
+        assert_eq!(kept, build);
+    }
+
+    #[test]
+    fn a_collect_left_joins_set_loses_its_bounds_and_other_filters_stay() {
+        let set = bounded_set(&[5, 9]);
+        let cheapest = cheapest_form(Arc::clone(&set), &schema()).unwrap();
+        assert!(
+            cheapest.downcast_ref::<InListExpr>().is_some(),
+            "{cheapest}"
+        );
+
+        // Bounds of another column, or a range without a set, stay.
+        let k = col("k", &schema()).unwrap();
+        let range: Arc<dyn PhysicalExpr> = Arc::new(BinaryExpr::new(k, Operator::GtEq, lit(3i64)));
+        let unchanged = cheapest_form(Arc::clone(&range), &schema()).unwrap();
+        assert_eq!(unchanged.to_string(), range.to_string());
+
+        // A branch that is not a set (a hash-table lookup, here any other
+        // test) keeps the CASE.
+        let filter = partitioned(vec![bounded_set(&[1]), Arc::clone(&range)]);
+        let kept = cheapest_form(Arc::clone(&filter), &schema()).unwrap();
+        assert!(kept.downcast_ref::<CaseExpr>().is_some(), "{kept}");
     }
 }
