@@ -4,7 +4,8 @@
 //! once with lake's session settings, once with DataFusion's defaults), and
 //! DuckDB over the same files (`benches/tpch_duckdb.py`, with the query texts
 //! from DuckDB's `tpch` extension, so every engine runs the same SQL).
-//! Lake's answers are checked against DuckDB's before anything is timed.
+//! Lake's answers are checked against DuckDB's before anything is timed,
+//! and the timed rounds interleave all four, DuckDB included.
 //!
 //! The data is made by the `tpchgen` crates and loaded with
 //! `CREATE TABLE raw.<table> AS SELECT * FROM '<generated>.parquet'`, once
@@ -15,13 +16,15 @@
 //! (5, after one warm-up), `LAKE_TPCH_QUERIES` (1..22), `LAKE_TPCH_DIR`,
 //! `LAKE_TPCH_THREADS` (the number of cores, for every engine),
 //! `LAKE_TPCH_SET` (`key=value,...`: DataFusion settings tried on top of
-//! lake's, for lake and for DataFusion with lake's settings).
+//! lake's, for lake and for DataFusion with lake's settings),
+//! `LAKE_TPCH_EXPLAIN=DIR` (+ `LAKE_TPCH_ANALYZE=1`: each engine's plans),
+//! `LAKE_TPCH_PROFILE=ENGINE` (only that engine runs, for a profiler).
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::tpch_data::{self, TABLES};
 use datafusion::arrow::array::RecordBatch;
@@ -34,63 +37,85 @@ use serde_json::Value as Json;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// DuckDB's run: query texts, times and answers.
+/// DuckDB in a Python process of its own (`benches/tpch_duckdb.py`), which
+/// answered every query once and now runs one query per request.
 struct DuckDb {
     version: String,
     texts: BTreeMap<usize, String>,
-    times: BTreeMap<usize, Duration>,
     answers: BTreeMap<usize, Vec<Vec<Option<String>>>>,
+    process: std::process::Child,
+    replies: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
 }
 
-fn run_duckdb(
-    venv: &Path,
-    files: &BTreeMap<String, Vec<String>>,
-    queries: &[usize],
-    runs: usize,
-    threads: usize,
-) -> DuckDb {
-    let request = serde_json::json!({
-        "files": files, "runs": runs, "threads": threads, "queries": queries,
-    });
-    let json = common::run_peer_script(venv, "tpch_duckdb.py", &request);
-    let per_query = |key: &str| -> BTreeMap<usize, &Json> {
-        json[key]
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(k, v)| (k.parse().unwrap(), v))
-            .collect()
-    };
-    DuckDb {
-        version: json["version"].as_str().unwrap_or("?").to_string(),
-        texts: per_query("queries")
-            .into_iter()
-            .map(|(q, v)| (q, v.as_str().unwrap().to_string()))
-            .collect(),
-        times: per_query("times")
-            .into_iter()
-            .map(|(q, v)| {
-                let mut t: Vec<f64> = v
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|x| x.as_f64().unwrap())
-                    .collect();
-                (q, Duration::from_secs_f64(median_f64(&mut t)))
-            })
-            .collect(),
-        answers: per_query("answers")
-            .into_iter()
-            .map(|(q, v)| {
-                let rows = v.as_array().unwrap().iter().map(|row| {
-                    row.as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|c| c.as_str().map(str::to_string))
-                        .collect()
-                });
-                (q, rows.collect())
-            })
-            .collect(),
+impl DuckDb {
+    fn start(
+        venv: &Path,
+        files: &BTreeMap<String, Vec<String>>,
+        queries: &[usize],
+        threads: usize,
+    ) -> DuckDb {
+        use std::io::{BufRead as _, Write as _};
+        let request = serde_json::json!({"files": files, "threads": threads, "queries": queries});
+        let mut process = common::spawn_peer_script(venv, "tpch_duckdb.py");
+        let stdin = process.stdin.as_mut().unwrap();
+        writeln!(stdin, "{request}").unwrap();
+        let mut replies = std::io::BufReader::new(process.stdout.take().unwrap()).lines();
+        let first = replies
+            .next()
+            .expect("benches/tpch_duckdb.py ended before its answers")
+            .unwrap();
+        let json: Json = serde_json::from_str(&first).unwrap();
+        let per_query = |key: &str| -> BTreeMap<usize, &Json> {
+            json[key]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.parse().unwrap(), v))
+                .collect()
+        };
+        DuckDb {
+            version: json["version"].as_str().unwrap_or("?").to_string(),
+            texts: per_query("queries")
+                .into_iter()
+                .map(|(q, v)| (q, v.as_str().unwrap().to_string()))
+                .collect(),
+            answers: per_query("answers")
+                .into_iter()
+                .map(|(q, v)| {
+                    let rows = v.as_array().unwrap().iter().map(|row| {
+                        row.as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|c| c.as_str().map(str::to_string))
+                            .collect()
+                    });
+                    (q, rows.collect())
+                })
+                .collect(),
+            process,
+            replies,
+        }
+    }
+
+    /// Runs query `q` once; its time as DuckDB measured it.
+    fn run(&mut self, q: usize) -> f64 {
+        use std::io::Write as _;
+        let stdin = self.process.stdin.as_mut().unwrap();
+        writeln!(stdin, "{}", serde_json::json!({"run": q})).unwrap();
+        let reply = self
+            .replies
+            .next()
+            .expect("benches/tpch_duckdb.py ended")
+            .unwrap();
+        let json: Json = serde_json::from_str(&reply).unwrap();
+        json["seconds"].as_f64().unwrap()
+    }
+}
+
+impl Drop for DuckDb {
+    fn drop(&mut self) {
+        drop(self.process.stdin.take());
+        let _ = self.process.wait();
     }
 }
 
@@ -240,8 +265,7 @@ fn main() {
 
         eprintln!("running DuckDB ...");
         let profile = std::env::var("LAKE_TPCH_PROFILE").ok();
-        let duck_runs = if profile.is_some() { 1 } else { runs };
-        let duck = run_duckdb(&venv, &files, &queries, duck_runs, threads);
+        let mut duck = DuckDb::start(&venv, &files, &queries, threads);
 
         let options = SessionOptions {
             target_partitions: Some(threads),
@@ -311,19 +335,28 @@ fn main() {
         }
         eprintln!("answers of {} queries equal DuckDB's", queries.len());
 
-        // Rounds interleave the engines query by query, so that a noisy
-        // neighbour hurts them alike, and each round starts with the next
+        // Rounds interleave the engines, DuckDB included, query by query, so
+        // that a noisy neighbour hurts them alike (DuckDB answering all its
+        // rounds in one block before the others moved its total between
+        // 2.9 and 3.9 s within an hour), and each round starts with the next
         // engine: whichever runs a query first after another query pays for
         // memory the allocator gave back (measured: up to 15% on the total).
-        let mut times: Vec<BTreeMap<usize, Vec<f64>>> = vec![BTreeMap::new(); engines.len()];
+        // The last slot is DuckDB, timed by its own process.
+        let slots = engines.len() + 1;
+        let mut times: Vec<BTreeMap<usize, Vec<f64>>> = vec![BTreeMap::new(); slots];
         for round in 0..runs {
             for &q in &queries {
-                for step in 0..engines.len() {
-                    let i = (round + step) % engines.len();
-                    let engine = &engines[i].1;
-                    let started = Instant::now();
-                    engine.run(&duck.texts[&q]).await;
-                    times[i].entry(q).or_default().push(started.elapsed().as_secs_f64());
+                for step in 0..slots {
+                    let i = (round + step) % slots;
+                    let seconds = match engines.get(i) {
+                        Some((_, engine)) => {
+                            let started = Instant::now();
+                            engine.run(&duck.texts[&q]).await;
+                            started.elapsed().as_secs_f64()
+                        }
+                        None => duck.run(q),
+                    };
+                    times[i].entry(q).or_default().push(seconds);
                 }
             }
         }
@@ -349,7 +382,7 @@ fn main() {
                 medians[0][&q],
                 medians[1][&q],
                 medians[2][&q],
-                duck.times[&q].as_secs_f64(),
+                medians[3][&q],
             ];
             for (t, x) in totals.iter_mut().zip(row) {
                 *t += x;

@@ -1,13 +1,15 @@
 """DuckDB's side of the TPC-H benchmark (benches/tpch.rs runs it).
 
-Reads a JSON request on stdin:
+Reads one JSON request line on stdin:
   {"files": {"lineitem": ["/abs/part-0.parquet", ...], ...},
-   "runs": 3, "threads": 2, "queries": [1, 2, ...]}
-and prints one JSON object on stdout:
+   "threads": 2, "queries": [1, 2, ...]}
+and prints one JSON line on stdout, after a warm-up run of each query:
   {"version": "1.5.5",
    "queries": {"1": "SELECT ...", ...},      # the tpch extension's texts
-   "times": {"1": [0.31, 0.30, 0.30], ...},  # seconds, after one warm-up
    "answers": {"1": [["A", "F", "380456", ...], ...], ...}}
+Then, for each line {"run": 1} it reads, it runs that query once and
+prints {"seconds": 0.31}, until stdin ends: the Rust side interleaves
+DuckDB's runs with the other engines' runs, query by query.
 
 The query texts come from DuckDB's `tpch` extension (PyPI package
 duckdb-extension-tpch), so every engine runs the same SQL. Tables are views
@@ -47,7 +49,7 @@ def text(value):
 
 
 def main():
-    request = json.load(sys.stdin)
+    request = json.loads(sys.stdin.readline())
     con = duckdb.connect()
     con.execute(f"SET threads = {int(request.get('threads', os.cpu_count()))}")
     load_tpch(con)
@@ -56,20 +58,17 @@ def main():
         con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{listed}])")
     texts = dict(con.execute("SELECT query_nr, query FROM tpch_queries()").fetchall())
     wanted = request.get("queries") or sorted(texts)
-    runs = max(1, int(request.get("runs", 3)))
-    out = {"version": duckdb.__version__, "queries": {}, "times": {}, "answers": {}}
+    out = {"version": duckdb.__version__, "queries": {}, "answers": {}}
     for nr in wanted:
-        sql = texts[nr]
-        rows = con.execute(sql).fetchall()  # warm-up, and the answer
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            con.execute(sql).fetchall()
-            times.append(time.perf_counter() - start)
-        out["queries"][str(nr)] = sql
-        out["times"][str(nr)] = times
+        rows = con.execute(texts[nr]).fetchall()  # warm-up, and the answer
+        out["queries"][str(nr)] = texts[nr]
         out["answers"][str(nr)] = [[text(v) for v in row] for row in rows]
-    json.dump(out, sys.stdout)
+    print(json.dumps(out), flush=True)
+    for line in sys.stdin:
+        sql = texts[json.loads(line)["run"]]
+        start = time.perf_counter()
+        con.execute(sql).fetchall()
+        print(json.dumps({"seconds": time.perf_counter() - start}), flush=True)
 
 
 if __name__ == "__main__":
