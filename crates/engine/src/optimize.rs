@@ -329,10 +329,11 @@ impl PhysicalExpr for SelectivityGate {
             match &*cheapest {
                 Some((judged, filter)) if *judged == generation => Arc::clone(filter),
                 _ => {
-                    let filter = cheapest_form(
-                        snapshot_physical_expr(Arc::clone(&self.filter))?,
-                        &batch.schema(),
-                    )?;
+                    let snapshot = snapshot_physical_expr(Arc::clone(&self.filter))?;
+                    // The rewrite is only an optimization: if it cannot be
+                    // made, the filter as it is still answers.
+                    let filter =
+                        cheapest_form(Arc::clone(&snapshot), &batch.schema()).unwrap_or(snapshot);
                     *cheapest = Some((generation, Arc::clone(&filter)));
                     filter
                 }
