@@ -36,7 +36,6 @@ use serde_json::Value as Json;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// DuckDB's run: query texts, times and answers.
 /// DuckDB in a Python process of its own (`benches/tpch_duckdb.py`), which
 /// answered every query once and now runs one query per request.
 struct DuckDb {

@@ -349,6 +349,15 @@ fn scan_metric(explain: &str, columns: &str, name: &str) -> String {
         .to_string()
 }
 
+/// The answer of `query` in the lake of `dir` (checked against `answer`,
+/// as csv) and its `EXPLAIN ANALYZE`.
+fn answer_and_explain(dir: &tempfile::TempDir, query: &str, answer: &str) -> String {
+    let out = sql_stdin(dir.path(), &["--format", "csv"], &format!("{query};\n"));
+    assert_eq!(stdout(&out).trim(), answer, "{}", stderr(&out));
+    let analyze = format!("EXPLAIN ANALYZE {query};\n");
+    stdout(&sql_stdin(dir.path(), &["--format", "csv"], &analyze))
+}
+
 /// A count as `EXPLAIN ANALYZE` prints it ("123", "12.34 K", "1.20 M").
 fn count_metric(value: &str) -> f64 {
     let (number, scale) = match value.split_once(' ') {
@@ -370,24 +379,17 @@ fn a_joins_dynamic_filter_is_applied_while_decoding_the_probe_side() {
     let out = sql_stdin(dir.path(), &["--format", "csv"], setup);
     assert!(out.status.success(), "{}", stderr(&out));
 
-    // The answer of `query` (checked) and its `EXPLAIN ANALYZE`.
-    let answer_and_explain = |query: &str, answer: &str| {
-        let out = sql_stdin(dir.path(), &["--format", "csv"], &format!("{query};\n"));
-        assert_eq!(stdout(&out).trim(), answer, "{}", stderr(&out));
-        let analyze = format!("EXPLAIN ANALYZE {query};\n");
-        stdout(&sql_stdin(dir.path(), &["--format", "csv"], &analyze))
-    };
-
     // The build side's three keys become a filter on `big`'s scan, which
     // decodes `v` only for the rows that pass.
     let join = "SELECT sum(v) FROM raw.few JOIN raw.big ON few.k = big.k";
-    let explain = answer_and_explain(join, "sum(raw.big.v)\n30000");
+    let explain = answer_and_explain(&dir, join, "sum(raw.big.v)\n30000");
     let matched = scan_metric(&explain, "k, v", "pushdown_rows_matched");
     assert_eq!(matched, "3", "{explain}");
 
     // A scan with a static filter keeps it in the FilterExec above it, and
     // decodes every row.
-    let explain = answer_and_explain(&format!("{join} WHERE big.v > 2"), "sum(raw.big.v)\n29998");
+    let filtered = format!("{join} WHERE big.v > 2");
+    let explain = answer_and_explain(&dir, &filtered, "sum(raw.big.v)\n29998");
     let matched = scan_metric(&explain, "k, v", "pushdown_rows_matched");
     assert_eq!(matched, "0", "{explain}");
     assert_eq!(
@@ -408,18 +410,7 @@ fn a_dynamic_filter_that_keeps_most_rows_stops_being_applied_while_decoding() {
     assert!(out.status.success(), "{}", stderr(&out));
 
     let join = "SELECT count(*), sum(v) FROM raw.most JOIN raw.big ON most.k = big.k";
-    let out = sql_stdin(dir.path(), &["--format", "csv"], &format!("{join};\n"));
-    assert_eq!(
-        stdout(&out).trim(),
-        "count(*),sum(raw.big.v)\n150000,30000000000",
-        "{}",
-        stderr(&out)
-    );
-    let explain = stdout(&sql_stdin(
-        dir.path(),
-        &["--format", "csv"],
-        &format!("EXPLAIN ANALYZE {join};\n"),
-    ));
+    let explain = answer_and_explain(&dir, join, "count(*),sum(raw.big.v)\n150000,30000000000");
     assert!(
         explain.contains("SelectivityGate(DynamicFilter"),
         "{explain}"

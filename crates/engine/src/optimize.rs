@@ -3,34 +3,30 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Schema};
-use datafusion::common::{ScalarValue, internal_err};
-use datafusion::logical_expr::ColumnarValue;
-use datafusion::logical_expr::Operator;
-use datafusion::physical_expr::expressions::{BinaryExpr, CaseExpr, InListExpr, Literal};
-use datafusion::physical_expr::utils::collect_columns;
-use datafusion::physical_expr::{PhysicalExpr, conjunction};
-use datafusion::physical_expr_common::physical_expr::{
-    snapshot_generation, snapshot_physical_expr,
-};
-use datafusion::physical_plan::joins::HashExpr;
-use std::sync::Mutex;
-
-use datafusion::common::Result as DfResult;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
+use datafusion::common::{Result as DfResult, ScalarValue, internal_err};
 use datafusion::datasource::physical_plan::{
     FileScanConfig, FileScanConfigBuilder, FileSource, ParquetSource,
 };
 use datafusion::datasource::source::DataSourceExec;
-use datafusion::physical_expr::expressions::DynamicFilterPhysicalExpr;
-use datafusion::physical_expr::split_conjunction;
+use datafusion::logical_expr::{ColumnarValue, Operator};
+use datafusion::physical_expr::expressions::{
+    BinaryExpr, CaseExpr, DynamicFilterPhysicalExpr, InListExpr, Literal,
+};
+use datafusion::physical_expr::utils::collect_columns;
+use datafusion::physical_expr::{PhysicalExpr, conjunction, split_conjunction};
+use datafusion::physical_expr_common::physical_expr::{
+    snapshot_generation, snapshot_physical_expr,
+};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::joins::HashExpr;
 
 /// Applies dynamic filters while decoding Parquet, on scans whose only
 /// predicate is dynamic filters.
@@ -88,7 +84,8 @@ fn with_dynamic_filters_decoded(node: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn
         .downcast_ref::<FileScanConfig>()?;
     let source = config.file_source().downcast_ref::<ParquetSource>()?;
     let predicate = source.filter()?;
-    let all_dynamic = split_conjunction(&predicate)
+    let parts = split_conjunction(&predicate);
+    let all_dynamic = parts
         .iter()
         .all(|part| part.downcast_ref::<DynamicFilterPhysicalExpr>().is_some());
     if !all_dynamic {
@@ -106,7 +103,7 @@ fn with_dynamic_filters_decoded(node: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn
     };
     let mut decoded = names(&predicate);
     decoded.extend(node.schema().fields().iter().map(|f| f.name().clone()));
-    let gated = conjunction(split_conjunction(&predicate).into_iter().map(|part| {
+    let gated = conjunction(parts.into_iter().map(|part| {
         let own = names(part);
         let others = decoded.iter().filter(|c| !own.contains(*c)).count();
         let max_kept = GATE_MAX_KEPT / others.max(1) as f64;
@@ -142,9 +139,8 @@ const GATE_MAX_KEPT: f64 = 0.1;
 /// data tells which. So the gate counts the rows the filter sees and keeps,
 /// shared by every partition and file of the scan, and once it has seen
 /// [`GATE_WARMUP_ROWS`] keeping more than its share of them (from
-/// [`GATE_MAX_KEPT`]), answers `true`
-/// without evaluating it. The join still applies its filter, so the answer
-/// never changes. A new version of the filter (a TopK's tightened bound)
+/// [`GATE_MAX_KEPT`]), answers `true` without evaluating it. The join still
+/// applies its filter, so the answer never changes. A new version of the filter (a TopK's tightened bound)
 /// starts a new judgement.
 ///
 /// While closed, the gate evaluates each version of the filter in its
@@ -219,11 +215,8 @@ fn cheapest_form(
 ) -> DfResult<Arc<dyn PhysicalExpr>> {
     filter
         .transform_up(|node| {
-            if let Some(set) = set_test(&node) {
-                if !Arc::ptr_eq(&set, &node) {
-                    return Ok(Transformed::yes(set));
-                }
-                return Ok(Transformed::no(node));
+            if let Some(set) = set_without_bounds(&node) {
+                return Ok(Transformed::yes(set));
             }
             let Some(case) = node.downcast_ref::<CaseExpr>() else {
                 return Ok(Transformed::no(node));
@@ -262,12 +255,9 @@ fn cheapest_form(
         .data()
 }
 
-/// For a set-membership test (`key IN (set)`, alone or after the bounds of
-/// `key`), the `IN`; `None` for anything else.
-fn set_test(expr: &Arc<dyn PhysicalExpr>) -> Option<Arc<dyn PhysicalExpr>> {
-    if let Some(set) = expr.downcast_ref::<InListExpr>() {
-        return (!set.negated()).then(|| Arc::clone(expr));
-    }
+/// For `key >= min AND key <= max AND key IN (set)`, the `IN` alone;
+/// `None` for anything else.
+fn set_without_bounds(expr: &Arc<dyn PhysicalExpr>) -> Option<Arc<dyn PhysicalExpr>> {
     let parts = split_conjunction(expr);
     let (last, bounds) = parts.split_last()?;
     let set = last.downcast_ref::<InListExpr>()?;
