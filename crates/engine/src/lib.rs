@@ -6,6 +6,7 @@
 //! tests, and `run_results.json`.
 
 mod contract;
+mod decimal_arith;
 mod drift;
 mod error;
 mod freshness;

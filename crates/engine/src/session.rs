@@ -13,6 +13,7 @@ use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use deltalake::delta_datafusion::planner::DeltaPlanner;
 use lake_storage::{CATALOG, LakeCatalog, LakeRoot};
 
+use crate::decimal_arith::BoundDecimalArithmetic;
 use crate::error::{EngineError, Result};
 use crate::optimize::DecodeDynamicFilters;
 
@@ -93,6 +94,7 @@ impl LakeSession {
             .with_runtime_env(runtime)
             .with_query_planner(DeltaPlanner::new())
             .with_physical_optimizer_rule(Arc::new(DecodeDynamicFilters))
+            .with_physical_optimizer_rule(Arc::new(BoundDecimalArithmetic))
             .build();
         let mut ctx = SessionContext::new_with_state(state);
         if options.url_tables {
