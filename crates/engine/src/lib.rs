@@ -9,6 +9,7 @@ mod contract;
 mod decimal_arith;
 mod drift;
 mod error;
+mod filter_order;
 mod freshness;
 mod ingest;
 mod materialize;

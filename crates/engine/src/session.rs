@@ -15,6 +15,7 @@ use lake_storage::{CATALOG, LakeCatalog, LakeRoot};
 
 use crate::decimal_arith::BoundDecimalArithmetic;
 use crate::error::{EngineError, Result};
+use crate::filter_order::OrderFilterConjuncts;
 use crate::optimize::DecodeDynamicFilters;
 
 /// How much memory and where to spill.
@@ -95,6 +96,7 @@ impl LakeSession {
             .with_query_planner(DeltaPlanner::new())
             .with_physical_optimizer_rule(Arc::new(DecodeDynamicFilters))
             .with_physical_optimizer_rule(Arc::new(BoundDecimalArithmetic))
+            .with_physical_optimizer_rule(Arc::new(OrderFilterConjuncts))
             .build();
         let mut ctx = SessionContext::new_with_state(state);
         if options.url_tables {
