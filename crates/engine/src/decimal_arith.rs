@@ -14,7 +14,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, AsArray, Datum, Decimal128Array, new_empty_array};
+use datafusion::arrow::array::{ArrayRef, AsArray, Datum, Decimal128Array};
 use datafusion::arrow::compute::kernels::numeric::{add_wrapping, mul_wrapping, sub_wrapping};
 use datafusion::arrow::compute::{binary, unary};
 use datafusion::arrow::datatypes::{DataType, Decimal128Type, Schema};
@@ -138,19 +138,30 @@ fn bounded(
             binary.op(),
             Operator::Plus | Operator::Minus | Operator::Multiply
         );
-        let decimals = matches!(
-            (
-                binary.left().data_type(schema)?,
-                binary.right().data_type(schema)?
-            ),
-            (DataType::Decimal128(..), DataType::Decimal128(..))
-        );
-        if !(arithmetic && decimals) {
+        if !arithmetic {
             return Ok(Transformed::no(node));
         }
-        Ok(Transformed::yes(
-            Arc::new(DecimalArithmetic { binary: node }) as _,
-        ))
+        let operands = (
+            binary.left().data_type(schema)?,
+            binary.right().data_type(schema)?,
+        );
+        let (
+            (DataType::Decimal128(_, left_scale), DataType::Decimal128(_, right_scale)),
+            DataType::Decimal128(precision, scale),
+        ) = (&operands, binary.data_type(schema)?)
+        else {
+            return Ok(Transformed::no(node));
+        };
+        let scales = (*left_scale, *right_scale);
+        Ok(Transformed::yes(Arc::new(DecimalArithmetic {
+            binary: node,
+            types: DecimalTypes {
+                operands,
+                scales,
+                precision,
+                scale,
+            },
+        }) as _))
     })
 }
 
@@ -161,6 +172,19 @@ fn bounded(
 #[derive(Debug, Eq)]
 pub(crate) struct DecimalArithmetic {
     binary: Arc<dyn PhysicalExpr>,
+    /// The operand and result types `binary` was planned with.
+    types: DecimalTypes,
+}
+
+/// The types a [`DecimalArithmetic`] was planned with: the operands' types
+/// (a batch with others takes the checked kernel), their scales, and the
+/// result's precision and scale as `BinaryExpr` plans them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct DecimalTypes {
+    operands: (DataType, DataType),
+    scales: (i8, i8),
+    precision: u8,
+    scale: i8,
 }
 
 impl DecimalArithmetic {
@@ -174,26 +198,19 @@ impl DecimalArithmetic {
 
 /// The result of `op` over `left` and `right` computed with wrapping
 /// arithmetic, or `None` when a value could overflow (or an operand is a
-/// null scalar), which the checked kernel is left to handle.
+/// null scalar, or not of the planned type), which the checked kernel is
+/// left to handle.
 fn without_checks(
     op: Operator,
+    types: &DecimalTypes,
     left: &ColumnarValue,
     right: &ColumnarValue,
 ) -> DfResult<Option<ColumnarValue>> {
-    let (left_type, right_type) = (left.data_type(), right.data_type());
-    let (DataType::Decimal128(_, left_scale), DataType::Decimal128(_, right_scale)) =
-        (&left_type, &right_type)
-    else {
+    if (left.data_type(), right.data_type()) != types.operands {
         return Ok(None);
-    };
-    // The result's type as arrow's own kernel makes it.
-    let kernel = checked_kernel(op);
-    let result_type = kernel(&new_empty_array(&left_type), &new_empty_array(&right_type))?
-        .data_type()
-        .clone();
-    let DataType::Decimal128(precision, scale) = result_type else {
-        return Ok(None);
-    };
+    }
+    let (left_scale, right_scale) = types.scales;
+    let (precision, scale) = (types.precision, types.scale);
     let (Some(left_max), Some(right_max)) = (largest_magnitude(left), largest_magnitude(right))
     else {
         return Ok(None);
@@ -203,7 +220,7 @@ fn without_checks(
         Operator::Multiply => Some(1),
         _ => 10u128.checked_pow(u32::try_from(scale - from).ok()?),
     };
-    let (Some(left_factor), Some(right_factor)) = (rescale(*left_scale), rescale(*right_scale))
+    let (Some(left_factor), Some(right_factor)) = (rescale(left_scale), rescale(right_scale))
     else {
         return Ok(None);
     };
@@ -220,33 +237,19 @@ fn without_checks(
     // Both factors are at most 10^38 here, so they fit an i128.
     let (lf, rf) = (left_factor as i128, right_factor as i128);
     let unscaled = lf == 1 && rf == 1;
-    let result = match (op, unscaled) {
-        (Operator::Multiply, _) => combine(left, right, |l, r| l.wrapping_mul(r)),
-        (Operator::Plus, true) => combine(left, right, |l, r| l.wrapping_add(r)),
-        (Operator::Minus, true) => combine(left, right, |l, r| l.wrapping_sub(r)),
-        (Operator::Plus, false) => combine(left, right, |l, r| {
-            l.wrapping_mul(lf).wrapping_add(r.wrapping_mul(rf))
-        }),
-        (Operator::Minus, false) => combine(left, right, |l, r| {
-            l.wrapping_mul(lf).wrapping_sub(r.wrapping_mul(rf))
-        }),
+    let f: fn(i128, i128, i128, i128) -> i128 = match (op, unscaled) {
+        (Operator::Multiply, _) => |l, r, _, _| l.wrapping_mul(r),
+        (Operator::Plus, true) => |l, r, _, _| l.wrapping_add(r),
+        (Operator::Minus, true) => |l, r, _, _| l.wrapping_sub(r),
+        (Operator::Plus, false) => {
+            |l, r, lf, rf| l.wrapping_mul(lf).wrapping_add(r.wrapping_mul(rf))
+        }
+        (Operator::Minus, false) => {
+            |l, r, lf, rf| l.wrapping_mul(lf).wrapping_sub(r.wrapping_mul(rf))
+        }
         _ => return Ok(None),
     };
-    let Some(result) = result? else {
-        return Ok(None);
-    };
-    Ok(Some(match result {
-        ColumnarValue::Array(array) => ColumnarValue::Array(Arc::new(
-            array
-                .as_primitive::<Decimal128Type>()
-                .clone()
-                .with_precision_and_scale(precision, scale)?,
-        )),
-        ColumnarValue::Scalar(ScalarValue::Decimal128(value, ..)) => {
-            ColumnarValue::Scalar(ScalarValue::Decimal128(value, precision, scale))
-        }
-        ColumnarValue::Scalar(_) => return Ok(None),
-    }))
+    combine(left, right, |l, r| f(l, r, lf, rf), precision, scale)
 }
 
 type Kernel = fn(&dyn Datum, &dyn Datum) -> Result<ArrayRef, ArrowError>;
@@ -277,50 +280,53 @@ fn largest_magnitude(value: &ColumnarValue) -> Option<u128> {
     }
 }
 
-/// `f` applied row by row; the result carries the operands' nulls.
+/// `f` applied row by row, typed `Decimal128(precision, scale)`; the
+/// result carries the operands' nulls.
 fn combine(
     left: &ColumnarValue,
     right: &ColumnarValue,
     f: impl Fn(i128, i128) -> i128,
+    precision: u8,
+    scale: i8,
 ) -> DfResult<Option<ColumnarValue>> {
     let scalar = |value: &ScalarValue| match value {
         ScalarValue::Decimal128(Some(v), ..) => Some(*v),
         _ => None,
     };
     let array = |array: &ArrayRef| array.as_primitive_opt::<Decimal128Type>().cloned();
-    Ok(match (left, right) {
+    let result: Decimal128Array = match (left, right) {
         (ColumnarValue::Array(l), ColumnarValue::Array(r)) => {
             let (Some(l), Some(r)) = (array(l), array(r)) else {
                 return Ok(None);
             };
-            let result: Decimal128Array = binary(&l, &r, f)?;
-            Some(ColumnarValue::Array(Arc::new(result)))
+            binary(&l, &r, f)?
         }
         (ColumnarValue::Scalar(l), ColumnarValue::Array(r)) => {
             let (Some(l), Some(r)) = (scalar(l), array(r)) else {
                 return Ok(None);
             };
-            let result: Decimal128Array = unary(&r, |r| f(l, r));
-            Some(ColumnarValue::Array(Arc::new(result)))
+            unary(&r, |r| f(l, r))
         }
         (ColumnarValue::Array(l), ColumnarValue::Scalar(r)) => {
             let (Some(l), Some(r)) = (array(l), scalar(r)) else {
                 return Ok(None);
             };
-            let result: Decimal128Array = unary(&l, |l| f(l, r));
-            Some(ColumnarValue::Array(Arc::new(result)))
+            unary(&l, |l| f(l, r))
         }
         (ColumnarValue::Scalar(l), ColumnarValue::Scalar(r)) => {
             let (Some(l), Some(r)) = (scalar(l), scalar(r)) else {
                 return Ok(None);
             };
-            Some(ColumnarValue::Scalar(ScalarValue::Decimal128(
+            return Ok(Some(ColumnarValue::Scalar(ScalarValue::Decimal128(
                 Some(f(l, r)),
-                38,
-                0,
-            )))
+                precision,
+                scale,
+            ))));
         }
-    })
+    };
+    Ok(Some(ColumnarValue::Array(Arc::new(
+        result.with_precision_and_scale(precision, scale)?,
+    ))))
 }
 
 impl PartialEq for DecimalArithmetic {
@@ -354,7 +360,7 @@ impl PhysicalExpr for DecimalArithmetic {
         let binary = self.parts()?;
         let left = binary.left().evaluate(batch)?;
         let right = binary.right().evaluate(batch)?;
-        if let Some(result) = without_checks(*binary.op(), &left, &right)? {
+        if let Some(result) = without_checks(*binary.op(), &self.types, &left, &right)? {
             return Ok(result);
         }
         apply(&left, &right, checked_kernel(*binary.op()))
@@ -370,6 +376,9 @@ impl PhysicalExpr for DecimalArithmetic {
     ) -> DfResult<Arc<dyn PhysicalExpr>> {
         Ok(Arc::new(Self {
             binary: Arc::clone(&self.binary).with_new_children(children)?,
+            // Batches whose operands are not of the planned types take
+            // the checked kernel, so the planned types stay valid.
+            types: self.types.clone(),
         }))
     }
 
@@ -444,7 +453,18 @@ mod tests {
                 let fast = bounded(Arc::clone(&plain), &schema).unwrap();
                 assert!(fast.transformed, "{plain} is not bounded");
                 let fast = fast.data;
-                assert!(fast.downcast_ref::<DecimalArithmetic>().is_some());
+                let wrapper = fast.downcast_ref::<DecimalArithmetic>().unwrap();
+                // These values cannot overflow: the unchecked path answers.
+                let (l, r) = (
+                    left.evaluate(&batch).unwrap(),
+                    right.evaluate(&batch).unwrap(),
+                );
+                assert!(
+                    without_checks(op, &wrapper.types, &l, &r)
+                        .unwrap()
+                        .is_some(),
+                    "{plain} took the checked kernel"
+                );
                 assert_eq!(fast.to_string(), plain.to_string());
                 assert_eq!(
                     fast.data_type(&schema).unwrap(),
