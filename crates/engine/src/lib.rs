@@ -18,6 +18,7 @@ mod results;
 mod runner;
 mod seed;
 mod session;
+mod shared_subplan;
 pub mod sql;
 
 pub use drift::{DriftMeasure, PSI_FLOOR};

@@ -9,6 +9,8 @@ use datafusion::execution::context::SessionState;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_optimizer::optimizer::PhysicalOptimizer;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use deltalake::delta_datafusion::planner::DeltaPlanner;
 use lake_storage::{CATALOG, LakeCatalog, LakeRoot};
@@ -17,6 +19,7 @@ use crate::decimal_arith::BoundDecimalArithmetic;
 use crate::error::{EngineError, Result};
 use crate::filter_order::OrderFilterConjuncts;
 use crate::optimize::DecodeDynamicFilters;
+use crate::shared_subplan::ShareRepeatedSubplans;
 
 /// How much memory and where to spill.
 #[derive(Debug, Clone, Default)]
@@ -94,9 +97,7 @@ impl LakeSession {
             .with_config(config)
             .with_runtime_env(runtime)
             .with_query_planner(DeltaPlanner::new())
-            .with_physical_optimizer_rule(Arc::new(DecodeDynamicFilters))
-            .with_physical_optimizer_rule(Arc::new(BoundDecimalArithmetic))
-            .with_physical_optimizer_rule(Arc::new(OrderFilterConjuncts))
+            .with_physical_optimizer_rules(physical_optimizer_rules())
             .build();
         let mut ctx = SessionContext::new_with_state(state);
         if options.url_tables {
@@ -142,6 +143,22 @@ pub fn query_config(target_partitions: Option<usize>) -> SessionConfig {
         config = config.with_target_partitions(n.max(1));
     }
     config
+}
+
+/// DataFusion's physical optimizer rules with lake's: repeated
+/// aggregations are shared before dynamic filters are pushed down (which
+/// would tell the copies apart), the others run last.
+pub(crate) fn physical_optimizer_rules() -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
+    let mut rules = PhysicalOptimizer::new().rules;
+    let dynamic_filters = rules
+        .iter()
+        .position(|rule| rule.name() == "FilterPushdown(Post)")
+        .unwrap_or(rules.len());
+    rules.insert(dynamic_filters, Arc::new(ShareRepeatedSubplans));
+    rules.push(Arc::new(DecodeDynamicFilters));
+    rules.push(Arc::new(BoundDecimalArithmetic));
+    rules.push(Arc::new(OrderFilterConjuncts));
+    rules
 }
 
 fn url_of(s: &str) -> url::Url {
