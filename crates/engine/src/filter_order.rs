@@ -10,18 +10,28 @@
 //! comparisons, then string tests, then patterns), keeping the written order
 //! among equals.
 //!
+//! The leading cheap conjuncts (primitive comparisons) then become one
+//! [`AllOf`], evaluated on every row: pre-selection filters the whole batch
+//! and scatters the answers back row by row, which costs more than the
+//! comparison it saves.
+//!
 //! It only reorders filters whose every conjunct is made of comparisons,
 //! boolean logic, `IN` lists, `LIKE` and null tests over columns and
 //! literals: tests that cannot fail, so no order can raise an error the
 //! written one would not (a guard like `x <> 0 AND 10 / x > 1` keeps its
 //! place).
 
+use std::fmt;
 use std::sync::Arc;
 
+use datafusion::arrow::array::{Array, AsArray, BooleanArray};
+use datafusion::arrow::compute::and_kleene;
 use datafusion::arrow::datatypes::{DataType, Schema};
-use datafusion::common::Result as DfResult;
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
+use datafusion::common::{DataFusionError, Result as DfResult, ScalarValue};
+use datafusion::logical_expr::ColumnarValue;
 use datafusion::logical_expr::Operator;
 use datafusion::physical_expr::expressions::{
     BinaryExpr, Column, InListExpr, IsNotNullExpr, IsNullExpr, LikeExpr, Literal, NotExpr,
@@ -64,8 +74,14 @@ impl PhysicalOptimizerRule for OrderFilterConjuncts {
     }
 }
 
-/// `predicate` with its conjuncts cheapest first; `None` when that is the
-/// order they are in, or when one of them is not safe to move.
+/// The most a conjunct may cost per row to be evaluated on every row rather
+/// than on the rows the conjuncts before it keep: a primitive comparison of
+/// a column with a literal or another column.
+const CHEAP: u32 = 3;
+
+/// `predicate` with its conjuncts cheapest first and the leading cheap ones
+/// in one [`AllOf`]; `None` when that is the predicate as it is, or when
+/// one of them is not safe to move.
 fn cheapest_first(
     predicate: &Arc<dyn PhysicalExpr>,
     schema: &Schema,
@@ -80,12 +96,129 @@ fn cheapest_first(
         .collect::<Option<Vec<_>>>()?;
     let mut order: Vec<usize> = (0..conjuncts.len()).collect();
     order.sort_by_key(|&i| costs[i]);
-    if order.iter().enumerate().all(|(position, &i)| position == i) {
+    let cheap = order.iter().take_while(|&&i| costs[i] <= CHEAP).count();
+    // Equalities stay plain conjuncts, first: the filter's equivalence
+    // properties (constant columns) are read from them.
+    let (equalities, comparisons): (Vec<usize>, Vec<usize>) = order[..cheap]
+        .iter()
+        .partition(|&&i| is_equality(conjuncts[i]));
+    let grouped = comparisons.len() >= 2;
+    if grouped {
+        order = equalities
+            .into_iter()
+            .chain(comparisons.iter().copied())
+            .chain(order[cheap..].iter().copied())
+            .collect();
+    }
+    let reordered = order.iter().enumerate().any(|(position, &i)| position != i);
+    if !reordered && !grouped {
         return None;
     }
-    Some(conjunction(
-        order.into_iter().map(|i| Arc::clone(conjuncts[i])),
-    ))
+    let mut ordered: Vec<Arc<dyn PhysicalExpr>> = order
+        .into_iter()
+        .map(|i| Arc::clone(conjuncts[i]))
+        .collect();
+    if grouped {
+        let at = cheap - comparisons.len();
+        let tests = ordered.drain(at..cheap).collect();
+        ordered.insert(at, Arc::new(AllOf { tests }));
+    }
+    Some(conjunction(ordered))
+}
+
+fn is_equality(expr: &Arc<dyn PhysicalExpr>) -> bool {
+    expr.downcast_ref::<BinaryExpr>()
+        .is_some_and(|b| matches!(b.op(), Operator::Eq | Operator::IsNotDistinctFrom))
+}
+
+/// Cheap tests that cannot fail, each evaluated on the whole batch and
+/// combined with SQL's `AND` (Kleene logic, as `BinaryExpr` does).
+///
+/// A chain of `AND`s evaluates its right side only on the rows its left
+/// side keeps once those are at most a fifth of the batch, which filters
+/// every column of the batch and scatters the answers back row by row.
+/// For a primitive comparison that costs several times the comparison
+/// itself: on TPC-H Q6 (five comparisons) it was 17% of the query's CPU.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct AllOf {
+    tests: Vec<Arc<dyn PhysicalExpr>>,
+}
+
+impl fmt::Display for AllOf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, test) in self.tests.iter().enumerate() {
+            if i > 0 {
+                write!(f, " AND ")?;
+            }
+            write!(f, "{test}")?;
+        }
+        Ok(())
+    }
+}
+
+impl PhysicalExpr for AllOf {
+    fn data_type(&self, _input_schema: &Schema) -> DfResult<DataType> {
+        Ok(DataType::Boolean)
+    }
+
+    fn nullable(&self, input_schema: &Schema) -> DfResult<bool> {
+        for test in &self.tests {
+            if test.nullable(input_schema)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn evaluate(&self, batch: &RecordBatch) -> DfResult<ColumnarValue> {
+        let mut all: Option<BooleanArray> = None;
+        for test in &self.tests {
+            let answer = match test.evaluate(batch)? {
+                ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))) => continue,
+                ColumnarValue::Scalar(ScalarValue::Boolean(Some(false))) => {
+                    return Ok(ColumnarValue::Scalar(ScalarValue::Boolean(Some(false))));
+                }
+                answer => answer.into_array(batch.num_rows())?,
+            };
+            let answer = answer.as_boolean_opt().cloned().ok_or_else(|| {
+                DataFusionError::Internal(format!("{test} is not a boolean test"))
+            })?;
+            let combined = match all {
+                Some(all) => and_kleene(&all, &answer)?,
+                None => answer,
+            };
+            // Every row false: the rest cannot change that.
+            if combined.null_count() == 0 && !combined.has_true() {
+                return Ok(ColumnarValue::Array(Arc::new(combined)));
+            }
+            all = Some(combined);
+        }
+        Ok(match all {
+            Some(all) => ColumnarValue::Array(Arc::new(all)),
+            None => ColumnarValue::Scalar(ScalarValue::Boolean(Some(true))),
+        })
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn PhysicalExpr>> {
+        self.tests.iter().collect()
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn PhysicalExpr>>,
+    ) -> DfResult<Arc<dyn PhysicalExpr>> {
+        Ok(Arc::new(Self { tests: children }))
+    }
+
+    fn fmt_sql(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, test) in self.tests.iter().enumerate() {
+            if i > 0 {
+                write!(f, " AND ")?;
+            }
+            test.fmt_sql(f)?;
+        }
+        Ok(())
+    }
 }
 
 /// A rough cost per row, in units of one primitive comparison; `None` for
@@ -218,6 +351,101 @@ mod tests {
             "received@2 >= 1994-01-01 AND received@2 < 1995-01-01 AND received@2 > shipped@1 \
              AND (mode@0 = MAIL OR mode@0 = SHIP)"
         );
+    }
+
+    /// The filter of `predicate` after the rule.
+    fn optimized_predicate(predicate: Arc<dyn PhysicalExpr>) -> Arc<dyn PhysicalExpr> {
+        let input = Arc::new(EmptyExec::new(Arc::new(schema())));
+        let filter = Arc::new(FilterExec::try_new(predicate, input).unwrap());
+        let plan = OrderFilterConjuncts
+            .optimize(filter, &ConfigOptions::default())
+            .unwrap();
+        Arc::clone(plan.downcast_ref::<FilterExec>().unwrap().predicate())
+    }
+
+    /// Q6's shape: five primitive comparisons become one `AllOf`, which
+    /// displays as the conjunction it replaces; Q12's string test stays
+    /// outside the `AllOf` of its date comparisons.
+    #[test]
+    fn leading_cheap_comparisons_are_evaluated_together() {
+        let s = schema();
+        let quantity = || col("quantity", &s).unwrap();
+        let comparisons = conjunction([
+            binary(quantity(), Operator::GtEq, lit(1_i64)),
+            binary(quantity(), Operator::Lt, lit(24_i64)),
+            binary(
+                col("received", &s).unwrap(),
+                Operator::Gt,
+                col("shipped", &s).unwrap(),
+            ),
+        ]);
+        let written = comparisons.to_string();
+        let rewritten = optimized_predicate(Arc::clone(&comparisons));
+        let all = rewritten.downcast_ref::<AllOf>().unwrap();
+        assert_eq!(all.tests.len(), 3);
+        assert_eq!(rewritten.to_string(), written);
+
+        // An equality stays a plain conjunct, before the `AllOf`.
+        let with_equality = conjunction([
+            Arc::clone(&comparisons),
+            binary(quantity(), Operator::Eq, lit(7_i64)),
+        ]);
+        let rewritten = optimized_predicate(with_equality);
+        let parts = split_conjunction(&rewritten);
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0].to_string(), "quantity@3 = 7");
+        assert_eq!(parts[1].downcast_ref::<AllOf>().unwrap().tests.len(), 3);
+
+        let with_string = conjunction([
+            comparisons,
+            binary(col("mode", &s).unwrap(), Operator::Eq, lit("MAIL")),
+        ]);
+        let rewritten = optimized_predicate(with_string);
+        let parts = split_conjunction(&rewritten);
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0].downcast_ref::<AllOf>().unwrap().tests.len(), 3);
+        assert!(parts[1].downcast_ref::<BinaryExpr>().is_some());
+    }
+
+    /// `AllOf` answers like the chain of `AND`s it replaces, nulls included,
+    /// whether the chain evaluates its later tests on every row or (when
+    /// the first keeps at most a fifth) only on the rows it keeps.
+    #[test]
+    fn all_of_answers_like_the_and_chain() {
+        use datafusion::arrow::array::Int64Array;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int64, true),
+            Field::new("b", DataType::Int64, true),
+        ]));
+        let a = (0..200_i64).map(|i| (i % 7 != 3).then_some(i % 50));
+        let b = (0..200_i64).map(|i| (i % 11 != 5).then_some(i % 13));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(a.collect::<Int64Array>()),
+                Arc::new(b.collect::<Int64Array>()),
+            ],
+        )
+        .unwrap();
+        let a = || col("a", &schema).unwrap();
+        let b = || col("b", &schema).unwrap();
+        for first in [
+            binary(a(), Operator::Lt, lit(5_i64)),
+            binary(a(), Operator::GtEq, lit(0_i64)),
+            binary(a(), Operator::Lt, lit(0_i64)),
+            binary(a(), Operator::IsNotDistinctFrom, lit(3_i64)),
+        ] {
+            let tests = vec![
+                first,
+                binary(b(), Operator::Gt, lit(2_i64)),
+                binary(a(), Operator::NotEq, b()),
+            ];
+            let chain = conjunction(tests.iter().cloned());
+            let all: Arc<dyn PhysicalExpr> = Arc::new(AllOf { tests });
+            let expected = chain.evaluate(&batch).unwrap().into_array(200).unwrap();
+            let actual = all.evaluate(&batch).unwrap().into_array(200).unwrap();
+            assert_eq!(&actual, &expected, "{chain}");
+        }
     }
 
     /// A conjunct that could fail (here a division) pins the written order.
