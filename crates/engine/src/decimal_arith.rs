@@ -218,7 +218,7 @@ fn without_checks(
     // A sum or difference first brings both operands to the result's scale.
     let rescale = |from: i8| match op {
         Operator::Multiply => Some(1),
-        _ => 10u128.checked_pow(u32::try_from(scale - from).ok()?),
+        _ => 10u128.checked_pow(u32::try_from(i32::from(scale) - i32::from(from)).ok()?),
     };
     let (Some(left_factor), Some(right_factor)) = (rescale(left_scale), rescale(right_scale))
     else {

@@ -150,10 +150,20 @@ impl fmt::Display for AllOf {
             if i > 0 {
                 write!(f, " AND ")?;
             }
-            write!(f, "{test}")?;
+            if is_boolean_logic(test) {
+                write!(f, "({test})")?;
+            } else {
+                write!(f, "{test}")?;
+            }
         }
         Ok(())
     }
+}
+
+/// An `AND` or `OR`, which reads as meant next to `AND` in parentheses.
+fn is_boolean_logic(expr: &Arc<dyn PhysicalExpr>) -> bool {
+    expr.downcast_ref::<BinaryExpr>()
+        .is_some_and(|b| matches!(b.op(), Operator::And | Operator::Or))
 }
 
 impl PhysicalExpr for AllOf {
@@ -215,7 +225,13 @@ impl PhysicalExpr for AllOf {
             if i > 0 {
                 write!(f, " AND ")?;
             }
-            test.fmt_sql(f)?;
+            if is_boolean_logic(test) {
+                write!(f, "(")?;
+                test.fmt_sql(f)?;
+                write!(f, ")")?;
+            } else {
+                test.fmt_sql(f)?;
+            }
         }
         Ok(())
     }

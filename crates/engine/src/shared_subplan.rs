@@ -25,17 +25,23 @@ use std::sync::{Arc, Mutex};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode, TreeNodeRecursion};
+use datafusion::common::utils::memory::get_record_batch_memory_size;
 use datafusion::common::{DataFusionError, Result as DfResult, internal_err};
 use datafusion::datasource::physical_plan::FileScanConfig;
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::TaskContext;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
 use datafusion::physical_expr::PhysicalExpr;
-use datafusion::physical_expr::expressions::DynamicFilterPhysicalExpr;
+use datafusion::physical_expr::ScalarFunctionExpr;
+use datafusion::physical_expr::expressions::{
+    BinaryExpr, CaseExpr, CastExpr, Column, InListExpr, IsNotNullExpr, IsNullExpr, LikeExpr,
+    Literal, NegativeExpr, NotExpr, TryCastExpr,
+};
 use datafusion::physical_expr_common::physical_expr::is_volatile;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::aggregates::AggregateExec;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::coop::make_cooperative;
 use datafusion::physical_plan::display::DisplayableExecutionPlan;
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::ProjectionExec;
@@ -62,17 +68,31 @@ impl PhysicalOptimizerRule for ShareRepeatedSubplans {
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let mut shapes = Shapes::default();
         shapes.identify(&plan)?;
-        // The outermost repeated aggregations, counted where they are read
-        // (not inside another repeated one, which reads them once).
+        // The aggregations to share and their readers: the outermost
+        // repeated ones, counted where they are read (not inside another
+        // shared one, which reads them once). Dropping a shape read only
+        // once exposes what is inside it, so count until nothing changes.
         let mut readers: HashMap<usize, usize> = HashMap::new();
-        plan.apply(|node| match shapes.repeated_aggregation(node) {
-            Some(shape) => {
-                *readers.entry(shape).or_default() += 1;
-                Ok(TreeNodeRecursion::Jump)
+        let shared = |shape: usize, readers: &HashMap<usize, usize>, first: bool| {
+            first || readers.get(&shape).is_some_and(|&count| count > 1)
+        };
+        let mut first = true;
+        loop {
+            let mut counted: HashMap<usize, usize> = HashMap::new();
+            plan.apply(|node| match shapes.repeated_aggregation(node) {
+                Some(shape) if shared(shape, &readers, first) => {
+                    *counted.entry(shape).or_default() += 1;
+                    Ok(TreeNodeRecursion::Jump)
+                }
+                _ => Ok(TreeNodeRecursion::Continue),
+            })?;
+            counted.retain(|_, count| *count > 1);
+            if !first && counted == readers {
+                break;
             }
-            None => Ok(TreeNodeRecursion::Continue),
-        })?;
-        readers.retain(|_, count| *count > 1);
+            first = false;
+            readers = counted;
+        }
         if readers.is_empty() {
             return Ok(plan);
         }
@@ -179,7 +199,19 @@ fn describe(node: &Arc<dyn ExecutionPlan>) -> DfResult<Option<String>> {
             }
         }
     } else if let Some(aggregate) = node.downcast_ref::<AggregateExec>() {
-        write!(description, "{:?}", aggregate.aggr_expr()).map_err(fmt_error)?;
+        // A TopK aggregation's direction is in no display: not compared.
+        if aggregate.limit_options().is_some() {
+            return Ok(None);
+        }
+        write!(
+            description,
+            "{:?}|{:?}|{:?}|{:?}",
+            aggregate.mode(),
+            aggregate.group_expr(),
+            aggregate.input_order_mode(),
+            aggregate.aggr_expr()
+        )
+        .map_err(fmt_error)?;
     } else if node.downcast_ref::<FilterExec>().is_none()
         && node.downcast_ref::<ProjectionExec>().is_none()
         && node.downcast_ref::<RepartitionExec>().is_none()
@@ -189,7 +221,7 @@ fn describe(node: &Arc<dyn ExecutionPlan>) -> DfResult<Option<String>> {
     }
     let mut stable = true;
     node.apply_expressions(&mut |expr| {
-        if is_volatile(expr) || has_dynamic_filter(expr) {
+        if is_volatile(expr) || !fully_described(expr) {
             stable = false;
             return Ok(TreeNodeRecursion::Stop);
         }
@@ -204,17 +236,33 @@ fn describe(node: &Arc<dyn ExecutionPlan>) -> DfResult<Option<String>> {
     Ok(Some(description))
 }
 
-fn has_dynamic_filter(expr: &Arc<dyn PhysicalExpr>) -> bool {
-    let mut found = false;
+/// Whether `expr` is made only of expressions whose `Debug` says all that
+/// decides their answer. Not, for example, a scalar subquery's (its
+/// results slot is not in it) or a dynamic filter (it changes as the
+/// query runs).
+fn fully_described(expr: &Arc<dyn PhysicalExpr>) -> bool {
+    let mut known = true;
     let _ = expr.apply(|e| {
-        found = e.downcast_ref::<DynamicFilterPhysicalExpr>().is_some();
-        Ok(if found {
-            TreeNodeRecursion::Stop
-        } else {
+        known = e.downcast_ref::<Column>().is_some()
+            || e.downcast_ref::<Literal>().is_some()
+            || e.downcast_ref::<BinaryExpr>().is_some()
+            || e.downcast_ref::<CastExpr>().is_some()
+            || e.downcast_ref::<TryCastExpr>().is_some()
+            || e.downcast_ref::<NotExpr>().is_some()
+            || e.downcast_ref::<NegativeExpr>().is_some()
+            || e.downcast_ref::<IsNullExpr>().is_some()
+            || e.downcast_ref::<IsNotNullExpr>().is_some()
+            || e.downcast_ref::<InListExpr>().is_some()
+            || e.downcast_ref::<LikeExpr>().is_some()
+            || e.downcast_ref::<CaseExpr>().is_some()
+            || e.downcast_ref::<ScalarFunctionExpr>().is_some();
+        Ok(if known {
             TreeNodeRecursion::Continue
+        } else {
+            TreeNodeRecursion::Stop
         })
     });
-    found
+    known
 }
 
 fn fmt_error(e: fmt::Error) -> DataFusionError {
@@ -289,7 +337,8 @@ async fn buffer(
     let mut batches = Vec::new();
     while let Some(batch) = stream.next().await {
         let batch = batch?;
-        reservation.try_grow(batch.get_array_memory_size())?;
+        // A batch sliced from a larger one is counted by its own slice.
+        reservation.try_grow(get_record_batch_memory_size(&batch))?;
         batches.push(batch);
     }
     Ok(Buffered {
@@ -391,10 +440,10 @@ impl ExecutionPlan for SharedSubplanExec {
             Ok::<_, DataFusionError>(futures::stream::iter(batches.into_iter().map(Ok)))
         })
         .try_flatten();
-        Ok(Box::pin(RecordBatchStreamAdapter::new(
-            self.schema(),
-            batches,
-        )))
+        // Replaying a buffer never waits: yield to the runtime like a scan.
+        let replay: SendableRecordBatchStream =
+            Box::pin(RecordBatchStreamAdapter::new(self.schema(), batches));
+        Ok(make_cooperative(replay))
     }
 }
 
@@ -493,6 +542,17 @@ mod tests {
         let (plan, _, scanned) = run(&ctx, different).await.unwrap();
         assert!(!plan.contains("SharedSubplanExec"), "{plan}");
         assert_eq!(scanned, 2000);
+        // Two subqueries whose filters read different scalar subqueries
+        // (which print alike before they run).
+        let nested = "SELECT (SELECT sum(v) FROM t WHERE v > (SELECT max(v) - 100 FROM t)) AS a, \
+                      (SELECT sum(v) FROM t WHERE v > (SELECT min(v) + 100 FROM t)) AS b";
+        let (_, answer, _) = run(&ctx, nested).await.unwrap();
+        assert!(answer.contains("| 95050 | 495349 |"), "{answer}");
+        // TopK aggregations that differ only in their direction.
+        let top = "SELECT sum(k) FROM ((SELECT k FROM t GROUP BY k ORDER BY k DESC LIMIT 3) \
+                   UNION ALL (SELECT k FROM t GROUP BY k ORDER BY k LIMIT 3))";
+        let (_, answer, _) = run(&ctx, top).await.unwrap();
+        assert!(answer.contains("| 27 "), "{answer}");
         let volatile = "SELECT sum(v * random()) FROM t UNION ALL SELECT sum(v * random()) FROM t";
         let (plan, _, _) = run(&ctx, volatile).await.unwrap();
         assert!(!plan.contains("SharedSubplanExec"), "{plan}");
