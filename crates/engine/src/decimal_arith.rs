@@ -146,18 +146,16 @@ fn bounded(
             binary.right().data_type(schema)?,
         );
         let (
-            (DataType::Decimal128(_, left_scale), DataType::Decimal128(_, right_scale)),
+            (DataType::Decimal128(..), DataType::Decimal128(..)),
             DataType::Decimal128(precision, scale),
         ) = (&operands, binary.data_type(schema)?)
         else {
             return Ok(Transformed::no(node));
         };
-        let scales = (*left_scale, *right_scale);
         Ok(Transformed::yes(Arc::new(DecimalArithmetic {
             binary: node,
             types: DecimalTypes {
                 operands,
-                scales,
                 precision,
                 scale,
             },
@@ -177,12 +175,11 @@ pub(crate) struct DecimalArithmetic {
 }
 
 /// The types a [`DecimalArithmetic`] was planned with: the operands' types
-/// (a batch with others takes the checked kernel), their scales, and the
+/// (two decimals; a batch with others takes the checked kernel), and the
 /// result's precision and scale as `BinaryExpr` plans them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct DecimalTypes {
     operands: (DataType, DataType),
-    scales: (i8, i8),
     precision: u8,
     scale: i8,
 }
@@ -209,7 +206,11 @@ fn without_checks(
     if (left.data_type(), right.data_type()) != types.operands {
         return Ok(None);
     }
-    let (left_scale, right_scale) = types.scales;
+    let (DataType::Decimal128(_, left_scale), DataType::Decimal128(_, right_scale)) =
+        types.operands
+    else {
+        return Ok(None);
+    };
     let (precision, scale) = (types.precision, types.scale);
     let (Some(left_max), Some(right_max)) = (largest_magnitude(left), largest_magnitude(right))
     else {

@@ -102,28 +102,23 @@ fn cheapest_first(
     let (equalities, comparisons): (Vec<usize>, Vec<usize>) = order[..cheap]
         .iter()
         .partition(|&&i| is_equality(conjuncts[i]));
-    let grouped = comparisons.len() >= 2;
-    if grouped {
-        order = equalities
-            .into_iter()
-            .chain(comparisons.iter().copied())
-            .chain(order[cheap..].iter().copied())
-            .collect();
+    let conjunct = |i: &usize| Arc::clone(conjuncts[*i]);
+    if comparisons.len() < 2 {
+        if order.iter().enumerate().all(|(position, &i)| position == i) {
+            return None;
+        }
+        return Some(conjunction(order.iter().map(conjunct)));
     }
-    let reordered = order.iter().enumerate().any(|(position, &i)| position != i);
-    if !reordered && !grouped {
-        return None;
-    }
-    let mut ordered: Vec<Arc<dyn PhysicalExpr>> = order
-        .into_iter()
-        .map(|i| Arc::clone(conjuncts[i]))
-        .collect();
-    if grouped {
-        let at = cheap - comparisons.len();
-        let tests = ordered.drain(at..cheap).collect();
-        ordered.insert(at, Arc::new(AllOf { tests }));
-    }
-    Some(conjunction(ordered))
+    let all_of: Arc<dyn PhysicalExpr> = Arc::new(AllOf {
+        tests: comparisons.iter().map(conjunct).collect(),
+    });
+    Some(conjunction(
+        equalities
+            .iter()
+            .map(conjunct)
+            .chain([all_of])
+            .chain(order[cheap..].iter().map(conjunct)),
+    ))
 }
 
 fn is_equality(expr: &Arc<dyn PhysicalExpr>) -> bool {
@@ -144,26 +139,37 @@ pub(crate) struct AllOf {
     tests: Vec<Arc<dyn PhysicalExpr>>,
 }
 
-impl fmt::Display for AllOf {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl AllOf {
+    /// The tests joined by `AND`, each written by `write`; an `AND` or `OR`
+    /// test in parentheses, so it reads as meant.
+    fn write_tests(
+        &self,
+        f: &mut fmt::Formatter<'_>,
+        write: impl Fn(&Arc<dyn PhysicalExpr>, &mut fmt::Formatter<'_>) -> fmt::Result,
+    ) -> fmt::Result {
         for (i, test) in self.tests.iter().enumerate() {
             if i > 0 {
                 write!(f, " AND ")?;
             }
-            if is_boolean_logic(test) {
-                write!(f, "({test})")?;
-            } else {
-                write!(f, "{test}")?;
+            let logic = test
+                .downcast_ref::<BinaryExpr>()
+                .is_some_and(|b| matches!(b.op(), Operator::And | Operator::Or));
+            if logic {
+                write!(f, "(")?;
+            }
+            write(test, f)?;
+            if logic {
+                write!(f, ")")?;
             }
         }
         Ok(())
     }
 }
 
-/// An `AND` or `OR`, which reads as meant next to `AND` in parentheses.
-fn is_boolean_logic(expr: &Arc<dyn PhysicalExpr>) -> bool {
-    expr.downcast_ref::<BinaryExpr>()
-        .is_some_and(|b| matches!(b.op(), Operator::And | Operator::Or))
+impl fmt::Display for AllOf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_tests(f, |test, f| write!(f, "{test}"))
+    }
 }
 
 impl PhysicalExpr for AllOf {
@@ -221,19 +227,7 @@ impl PhysicalExpr for AllOf {
     }
 
     fn fmt_sql(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, test) in self.tests.iter().enumerate() {
-            if i > 0 {
-                write!(f, " AND ")?;
-            }
-            if is_boolean_logic(test) {
-                write!(f, "(")?;
-                test.fmt_sql(f)?;
-                write!(f, ")")?;
-            } else {
-                test.fmt_sql(f)?;
-            }
-        }
-        Ok(())
+        self.write_tests(f, |test, f| test.fmt_sql(f))
     }
 }
 

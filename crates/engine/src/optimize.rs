@@ -140,8 +140,8 @@ const GATE_MAX_KEPT: f64 = 0.1;
 /// shared by every partition and file of the scan, and once it has seen
 /// [`GATE_WARMUP_ROWS`] keeping more than its share of them (from
 /// [`GATE_MAX_KEPT`]), answers `true` without evaluating it. The join still
-/// applies its filter, so the answer never changes. A new version of the filter (a TopK's tightened bound)
-/// starts a new judgement.
+/// applies its filter, so the answer never changes. A new version of the
+/// filter (a TopK's tightened bound) starts a new judgement.
 ///
 /// While closed, the gate evaluates each version of the filter in its
 /// [`cheapest_form`]. Statistics pruning looks through the gate: its

@@ -11,9 +11,11 @@
 //! session's memory pool).
 //!
 //! Only subplans made of scans of files, filters, projections,
-//! repartitions and aggregations, with no volatile function (`random()`)
-//! and no dynamic filter, are compared: those operators are fully
-//! described by what is compared, and two of them give the same rows.
+//! repartitions and aggregations (not TopK ones), over expressions of kinds
+//! whose `Debug` says all that decides their answer (no volatile function
+//! like `random()`, no scalar subquery, no dynamic filter), are compared:
+//! those are fully described by what is compared, and two of them give the
+//! same rows.
 //! The rule runs before DataFusion pushes dynamic filters down, so a
 //! join's filter does not tell the two copies apart; it is not pushed
 //! into a shared subplan.
@@ -72,27 +74,23 @@ impl PhysicalOptimizerRule for ShareRepeatedSubplans {
         // repeated ones, counted where they are read (not inside another
         // shared one, which reads them once). Dropping a shape read only
         // once exposes what is inside it, so count until nothing changes.
-        let mut readers: HashMap<usize, usize> = HashMap::new();
-        let shared = |shape: usize, readers: &HashMap<usize, usize>, first: bool| {
-            first || readers.get(&shape).is_some_and(|&count| count > 1)
-        };
-        let mut first = true;
+        let mut readers: Option<HashMap<usize, usize>> = None;
         loop {
             let mut counted: HashMap<usize, usize> = HashMap::new();
             plan.apply(|node| match shapes.repeated_aggregation(node) {
-                Some(shape) if shared(shape, &readers, first) => {
+                Some(shape) if readers.as_ref().is_none_or(|r| r.contains_key(&shape)) => {
                     *counted.entry(shape).or_default() += 1;
                     Ok(TreeNodeRecursion::Jump)
                 }
                 _ => Ok(TreeNodeRecursion::Continue),
             })?;
             counted.retain(|_, count| *count > 1);
-            if !first && counted == readers {
+            if readers.as_ref() == Some(&counted) {
                 break;
             }
-            first = false;
-            readers = counted;
+            readers = Some(counted);
         }
+        let readers = readers.unwrap_or_default();
         if readers.is_empty() {
             return Ok(plan);
         }
@@ -293,40 +291,43 @@ impl SharedState {
         }
     }
 
-    /// The output of each partition of `input`, started on the first call.
+    /// The output of `partition` of `input`; the first call starts them all.
     /// Each partition runs in its own task rather than in whichever reader
     /// polls first, so no reader waits on one that is not being polled
     /// (a join reads its build side to the end before its probe side).
-    fn outputs(
+    fn output(
         &self,
+        partition: usize,
         input: &Arc<dyn ExecutionPlan>,
         context: &Arc<TaskContext>,
-    ) -> DfResult<Vec<SharedOutput>> {
+    ) -> DfResult<SharedOutput> {
         let mut outputs = self
             .outputs
             .lock()
             .map_err(|_| DataFusionError::Internal("a shared subplan's lock".into()))?;
-        if let Some(outputs) = outputs.as_ref() {
-            return Ok(outputs.clone());
+        if outputs.is_none() {
+            let partitions = input.output_partitioning().partition_count();
+            let started = (0..partitions)
+                .map(|partition| {
+                    let stream = input.execute(partition, Arc::clone(context))?;
+                    let reservation = MemoryConsumer::new(format!("SharedSubplan[{partition}]"))
+                        .register(context.memory_pool());
+                    let task = SpawnedTask::spawn(buffer(stream, reservation));
+                    let output = async move {
+                        match task.join().await {
+                            Ok(result) => result.map(Arc::new).map_err(Arc::new),
+                            Err(e) => Err(Arc::new(DataFusionError::ExecutionJoin(Box::new(e)))),
+                        }
+                    };
+                    Ok(output.boxed().shared())
+                })
+                .collect::<DfResult<Vec<_>>>()?;
+            *outputs = Some(started);
         }
-        let partitions = input.output_partitioning().partition_count();
-        let started = (0..partitions)
-            .map(|partition| {
-                let stream = input.execute(partition, Arc::clone(context))?;
-                let reservation = MemoryConsumer::new(format!("SharedSubplan[{partition}]"))
-                    .register(context.memory_pool());
-                let task = SpawnedTask::spawn(buffer(stream, reservation));
-                let output = async move {
-                    match task.join().await {
-                        Ok(result) => result.map(Arc::new).map_err(Arc::new),
-                        Err(e) => Err(Arc::new(DataFusionError::ExecutionJoin(Box::new(e)))),
-                    }
-                };
-                Ok(output.boxed().shared())
-            })
-            .collect::<DfResult<Vec<_>>>()?;
-        *outputs = Some(started.clone());
-        Ok(started)
+        match outputs.as_ref().and_then(|outputs| outputs.get(partition)) {
+            Some(output) => Ok(output.clone()),
+            None => internal_err!("SharedSubplanExec has no partition {partition}"),
+        }
     }
 }
 
@@ -430,10 +431,7 @@ impl ExecutionPlan for SharedSubplanExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
-        let outputs = self.state.outputs(&self.input, &context)?;
-        let Some(output) = outputs.get(partition).cloned() else {
-            return internal_err!("SharedSubplanExec has no partition {partition}");
-        };
+        let output = self.state.output(partition, &self.input, &context)?;
         let batches = futures::stream::once(async move {
             let buffered = output.await.map_err(DataFusionError::Shared)?;
             let batches = buffered.batches.clone();
